@@ -1,0 +1,236 @@
+"""Dataset registry and loaders: a folder of images becomes a DataFrame of paths and labels.
+
+Defined in chapter "Brain MRI: the data" (notebooks/brain_01_data.ipynb).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from medclass import synthetic
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
+# What tf.io.decode_image reads, whatever the file is named.
+DECODABLE_FORMATS = {"JPEG", "PNG", "BMP", "GIF"}
+DATA_DIR_VARIABLE = "MEDCLASS_DATA_DIR"
+# Smaller than this on either side, an image carries too little to classify.
+MIN_IMAGE_SIDE = 32
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the registry knows about one dataset."""
+
+    name: str
+    kaggle_slug: str
+    folder: str
+    class_names: tuple[str, ...]
+    description: str
+
+
+DATASETS = {
+    "brain_mri": DatasetInfo(
+        name="brain_mri",
+        kaggle_slug="masoudnickparvar/brain-tumor-mri-dataset",
+        folder="brain-tumor-mri",
+        class_names=("Healthy", "Tumor"),
+        description="Brain Tumor MRI Dataset (Kaggle): glioma, meningioma and pituitary "
+        "slices are Tumor, notumor slices are Healthy.",
+    ),
+}
+
+# Kaggle's four folders mapped to the book's two classes; plain Healthy/Tumor folders map to
+# themselves.
+BRAIN_FOLDER_LABELS = {
+    "notumor": "Healthy",
+    "no_tumor": "Healthy",
+    "healthy": "Healthy",
+    "glioma": "Tumor",
+    "meningioma": "Tumor",
+    "pituitary": "Tumor",
+    "tumor": "Tumor",
+}
+
+
+def dataset_info(dataset: str) -> DatasetInfo:
+    """Return the registry entry for ``dataset``, or name the ones that exist."""
+    if dataset not in DATASETS:
+        raise ValueError(f"Unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}.")
+    return DATASETS[dataset]
+
+
+def resolve_data_dir(dataset: str, data_dir: str | Path | None, synthetic_data: bool = False) -> Path:
+    """Find the dataset's folder: ``data_dir`` itself, its registry subfolder, or a download.
+
+    ``data_dir`` may be the dataset folder or a folder that holds it under its registry name
+    (``brain-tumor-mri/``). ``None`` falls back to ``$MEDCLASS_DATA_DIR`` and then to a
+    kagglehub download. With ``synthetic_data=True`` the embedded synthetic phantoms are
+    written to ``data_dir`` (if not already there) instead.
+    """
+    info = dataset_info(dataset)
+    if synthetic_data:
+        if data_dir is None:
+            raise ValueError("synthetic=True needs a data_dir to write the synthetic images to.")
+        root = Path(data_dir)
+        if not (root / "SYNTHETIC.txt").exists():
+            synthetic.write_synthetic_brain_mri(root)
+        return root
+    if data_dir is None and os.environ.get(DATA_DIR_VARIABLE):
+        data_dir = os.environ[DATA_DIR_VARIABLE]
+    if data_dir is None:
+        return download(info)
+    root = Path(data_dir).expanduser()
+    if (root / info.folder).is_dir():
+        root = root / info.folder
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"Data folder {root} does not exist. Pass data_dir= the folder that holds the "
+            f"{info.description.split(':')[0]} (Kaggle: {info.kaggle_slug}), or data_dir=None "
+            "to download it with kagglehub."
+        )
+    return root
+
+
+def download(info: DatasetInfo) -> Path:
+    """Download a dataset with kagglehub, or explain how to provide it by hand."""
+    try:
+        import kagglehub
+
+        return Path(kagglehub.dataset_download(info.kaggle_slug))
+    except Exception as error:  # kagglehub raises many types: network, auth, HTTP.
+        raise RuntimeError(
+            f"Could not download the {info.name} dataset from Kaggle ({info.kaggle_slug}): "
+            f"{type(error).__name__}: {error}. Either set up Kaggle credentials "
+            "(https://github.com/Kaggle/kagglehub#authenticate) on a machine with network "
+            f"access, or download it yourself and pass data_dir='/path/to/{info.folder}' "
+            f"(or set ${DATA_DIR_VARIABLE})."
+        ) from error
+
+
+def check_image(path: Path) -> str | None:
+    """Return why an image file cannot be used, or None when it decodes cleanly."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            width, height = image.size
+            mode, file_format = image.mode, image.format
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        return f"not a readable image ({type(error).__name__}: {error})"
+    if file_format not in DECODABLE_FORMATS:
+        return f"{file_format} files are not supported; convert it to PNG or JPEG"
+    if min(width, height) < MIN_IMAGE_SIDE:
+        return f"too small ({width}x{height} px, need at least {MIN_IMAGE_SIDE} on each side)"
+    if mode not in {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "I;16"}:
+        return f"unsupported colour mode {mode}"
+    return None
+
+
+def file_digest(path: Path) -> str:
+    """SHA-1 of a file's bytes; byte-identical copies share it."""
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def _brain_folders(root: Path) -> list[tuple[Path, str, str]]:
+    """(class folder, label, original subset) for the Kaggle or the plain Healthy/Tumor layout."""
+    subsets = [name for name in ("Training", "Testing") if (root / name).is_dir()]
+    parents = [(root / name, name) for name in subsets] or [(root, "")]
+    folders = []
+    for parent, subset in parents:
+        for folder in sorted(p for p in parent.iterdir() if p.is_dir()):
+            label = BRAIN_FOLDER_LABELS.get(folder.name.lower())
+            if label is not None:
+                folders.append((folder, label, subset))
+    if not folders:
+        raise FileNotFoundError(
+            f"No class folders found in {root}. Expected the Kaggle layout "
+            "(Training/ and Testing/ with glioma, meningioma, notumor, pituitary) or plain "
+            "Healthy/ and Tumor/ folders."
+        )
+    return folders
+
+
+def load_brain_mri(root: Path) -> pd.DataFrame:
+    """Scan a brain-MRI folder into a DataFrame; unreadable files are reported, not loaded."""
+    rows, skipped = [], []
+    for folder, label, subset in _brain_folders(root):
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        for path in files:
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                skipped.append({"path": str(path), "reason": f"not an image suffix ({path.suffix})"})
+                continue
+            problem = check_image(path)
+            if problem:
+                skipped.append({"path": str(path), "reason": problem})
+                continue
+            rows.append(
+                {
+                    "path": str(path),
+                    "label": label,
+                    "source_class": folder.name,
+                    "source_split": subset,
+                    "group": file_digest(path),
+                }
+            )
+    frame = pd.DataFrame(rows, columns=["path", "label", "source_class", "source_split", "group"])
+    for label in DATASETS["brain_mri"].class_names:
+        if not (frame["label"] == label).any():
+            raise ValueError(
+                f"No usable {label} images in {root}: its class folders are empty or every "
+                "file in them was skipped. Check the folder, or point data_dir at the dataset."
+            )
+    frame.attrs["skipped"] = pd.DataFrame(skipped, columns=["path", "reason"])
+    return frame
+
+
+def load_dataset(
+    dataset: str, data_dir: str | Path | None = None, synthetic_data: bool = False
+) -> pd.DataFrame:
+    """Return one row per usable image: ``path``, ``label`` and, where it has one, ``group``.
+
+    Files that cannot be used are listed with the reason in ``frame.attrs["skipped"]``.
+    Byte-identical files share a ``group`` so that a split keeps them on one side.
+    """
+    root = resolve_data_dir(dataset, data_dir, synthetic_data).resolve()
+    loaders = {"brain_mri": load_brain_mri}
+    frame = loaders[dataset](root)
+    frame.attrs["data_dir"] = str(root)
+    frame.attrs["synthetic"] = (root / "SYNTHETIC.txt").exists()
+    return frame
+
+
+def report_skipped(frame: pd.DataFrame) -> str:
+    """One line per skipped file, or a line saying none were skipped."""
+    skipped = frame.attrs.get("skipped")
+    if skipped is None or skipped.empty:
+        return "No files skipped: every image decoded."
+    lines = [f"Skipped {len(skipped)} file(s):"]
+    lines += [f"  {row.path}: {row.reason}" for row in skipped.itertuples()]
+    return "\n".join(lines)
+
+
+def plot_samples(frame: pd.DataFrame, per_class: int = 6, seed: int = 0):
+    """A grid of random images, one row per label, titled with each image's size and mode."""
+    import matplotlib.pyplot as plt
+
+    labels = sorted(frame["label"].unique())
+    figure, axes = plt.subplots(
+        len(labels), per_class, figsize=(2.2 * per_class, 2.4 * len(labels)), squeeze=False
+    )
+    for row, label in enumerate(labels):
+        rows = frame[frame["label"] == label]
+        picks = rows.sample(min(per_class, len(rows)), random_state=seed)
+        for column, axis in enumerate(axes[row]):
+            axis.axis("off")
+            if column >= len(picks):
+                continue
+            with Image.open(picks.iloc[column]["path"]) as image:
+                axis.imshow(image.convert("RGB"))
+                axis.set_title(f"{label}\n{image.width}x{image.height} {image.mode}", fontsize=8)
+    figure.tight_layout()
+    return figure

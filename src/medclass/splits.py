@@ -1,0 +1,125 @@
+"""Stratified, group-aware train/validation/test splits written as manifest files.
+
+Defined in chapter "Brain MRI: the data" (notebooks/brain_01_data.ipynb).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+SPLITS = ("train", "val", "test")
+
+
+def cap_images(frame: pd.DataFrame, max_images: int | None, seed: int) -> pd.DataFrame:
+    """Keep at most ``max_images`` rows, sampled per label in proportion, reproducibly."""
+    if max_images is None or max_images >= len(frame):
+        return frame.reset_index(drop=True)
+    if max_images < 10:
+        raise ValueError(f"max_images={max_images} is too small to split; use at least 10 or None.")
+    fraction = max_images / len(frame)
+    sampled = frame.groupby("label", group_keys=False).sample(frac=fraction, random_state=seed)
+    sampled.attrs = frame.attrs
+    return sampled.sort_values("path").reset_index(drop=True)
+
+
+def _take_fold(frame: pd.DataFrame, n_folds: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    rest, fold = next(splitter.split(frame, frame["label"], groups=frame["group"]))
+    return frame.iloc[rest], frame.iloc[fold]
+
+
+def split_frame(
+    frame: pd.DataFrame, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 42
+) -> pd.DataFrame:
+    """Add a ``split`` column: train/val/test, stratified by label, groups kept on one side.
+
+    Fractions are met up to group granularity (one fold of a StratifiedGroupKFold).
+    The same frame and seed always give the same split.
+    """
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 < value < 0.5:
+            raise ValueError(f"{name}={value} must lie strictly between 0 and 0.5.")
+    frame = frame.sort_values("path").reset_index(drop=True)
+    if "group" not in frame:
+        frame = frame.assign(group=frame["path"])
+    smallest = frame["label"].value_counts().min()
+    n_test_folds = round(1 / test_fraction)
+    if smallest < n_test_folds:
+        raise ValueError(
+            f"The rarest class has {smallest} images, too few for a {test_fraction:.0%} test "
+            "split; add images or raise max_images."
+        )
+    rest, test = _take_fold(frame, n_test_folds, seed)
+    n_val_folds = round(len(rest) / (val_fraction * len(frame)))
+    train, val = _take_fold(rest, max(n_val_folds, 2), seed)
+    split = pd.Series("train", index=frame.index)
+    split[val.index] = "val"
+    split[test.index] = "test"
+    result = frame.assign(split=split)
+    result.attrs = frame.attrs
+    return result
+
+
+def check_split(frame: pd.DataFrame) -> None:
+    """Raise if a group appears in more than one split, or a split lacks a class."""
+    sides = frame.groupby("group")["split"].nunique()
+    leaking = sides[sides > 1]
+    if len(leaking):
+        raise ValueError(f"{len(leaking)} group(s) span several splits, e.g. {leaking.index[0]}.")
+    for name in SPLITS:
+        labels = set(frame.loc[frame["split"] == name, "label"])
+        missing = set(frame["label"]) - labels
+        if missing:
+            raise ValueError(f"The {name} split has no {sorted(missing)} images.")
+
+
+def write_manifest(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write the split as a CSV manifest (path, label, group, split, ...), atomically.
+
+    A JSON sidecar (``manifest.json``) records where the data came from and whether it is
+    synthetic, so that later chapters can label their numbers.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    source = {
+        "data_dir": frame.attrs.get("data_dir"),
+        "synthetic": bool(frame.attrs.get("synthetic", False)),
+        "skipped_files": int(len(frame.attrs.get("skipped", []))),
+        "images": int(len(frame)),
+    }
+    for target, text in (
+        (path.with_suffix(".json"), json.dumps(source, indent=2)),
+        (path, frame.to_csv(index=False)),
+    ):
+        temporary = target.with_suffix(target.suffix + ".tmp")
+        temporary.write_text(text)
+        temporary.replace(target)
+    return path
+
+
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    """Read a manifest written by :func:`write_manifest`, naming the notebook that writes it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"No split manifest at {path}. Run the data notebook (brain_01_data) with the same "
+            "output_dir first."
+        )
+    frame = pd.read_csv(path)
+    sidecar = path.with_suffix(".json")
+    if sidecar.exists():
+        frame.attrs.update(json.loads(sidecar.read_text()))
+    missing = {"path", "label", "split"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"Manifest {path} lacks the column(s) {sorted(missing)}.")
+    return frame
+
+
+def manifest_hash(path: str | Path) -> str:
+    """Short SHA-256 of a manifest file, to trace a result to the exact images it saw."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]

@@ -1,0 +1,131 @@
+"""Deterministic synthetic brain-MRI phantoms, the book's embedded default data.
+
+Defined in chapter "Brain MRI: the data" (notebooks/brain_01_data.ipynb).
+
+Each image is an axial slice: a head outline, a bright skull ring, textured brain
+tissue, two dark ventricles, a smooth bias field and noise. A "Tumor" slice also
+carries one irregular mass of random size, contrast and position; the generator
+returns its mask so that explanations (Grad-CAM) can be checked against it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+# The Kaggle folder names; synthetic Tumor slices are dealt round-robin into the three
+# tumour folders so that the real loader reads the synthetic set unchanged.
+TUMOR_FOLDERS = ("glioma", "meningioma", "pituitary")
+HEALTHY_FOLDER = "notumor"
+
+
+@dataclass(frozen=True)
+class Phantom:
+    """One synthetic slice: 8-bit grayscale image and boolean tumour mask."""
+
+    image: np.ndarray
+    mask: np.ndarray
+
+
+def _smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
+    field = ndimage.gaussian_filter(rng.standard_normal((size, size)), sigma)
+    return field / (np.abs(field).max() + 1e-8)
+
+
+def _ellipse(yy, xx, cy, cx, ry, rx, angle=0.0):
+    cos, sin = np.cos(angle), np.sin(angle)
+    dy, dx = yy - cy, xx - cx
+    u = (dx * cos + dy * sin) / rx
+    v = (-dx * sin + dy * cos) / ry
+    return u**2 + v**2
+
+
+def _irregular_mass(rng, yy, xx, brain, size):
+    """A lobulated blob: a circle whose radius varies smoothly with angle."""
+    radius = rng.uniform(0.04, 0.12) * size
+    # Centre the mass where it fits inside the brain, clear of the skull.
+    candidates = np.argwhere(ndimage.distance_transform_edt(brain) > radius * 1.2)
+    cy, cx = candidates[rng.integers(len(candidates))]
+    theta = np.arctan2(yy - cy, xx - cx)
+    harmonics = sum(
+        rng.uniform(0.05, 0.25) * np.cos(k * theta + rng.uniform(0, 2 * np.pi)) for k in range(2, 6)
+    )
+    distance = np.hypot(yy - cy, xx - cx)
+    return (distance < radius * (1 + harmonics)) & brain
+
+
+def make_phantom(rng: np.random.Generator, tumor: bool, size: int = 256) -> Phantom:
+    """Draw one axial slice; with ``tumor=True`` plant an irregular mass in the brain."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    cy = size / 2 + rng.uniform(-0.04, 0.04) * size
+    cx = size / 2 + rng.uniform(-0.04, 0.04) * size
+    ry, rx = rng.uniform(0.36, 0.44) * size, rng.uniform(0.30, 0.37) * size
+    angle = rng.uniform(-0.15, 0.15)
+    head = _ellipse(yy, xx, cy, cx, ry, rx, angle)
+    skull_width = rng.uniform(0.05, 0.09)
+    brain = head < (1 - skull_width) ** 2
+    skull = (head < 1) & ~brain
+
+    image = np.zeros((size, size), np.float32)
+    image[skull] = rng.uniform(0.75, 0.95)
+    tissue = 0.45 + 0.08 * _smooth_noise(rng, size, 2.0) + 0.05 * _smooth_noise(rng, size, 8.0)
+    image[brain] = tissue[brain]
+
+    # Two ventricles, mirror images about the midline, dark as cerebrospinal fluid.
+    vent_ry, vent_rx = rng.uniform(0.08, 0.14) * size, rng.uniform(0.025, 0.045) * size
+    offset = rng.uniform(0.04, 0.07) * size
+    for side in (-1, 1):
+        ventricle = _ellipse(yy, xx, cy, cx + side * offset, vent_ry, vent_rx, angle + side * 0.3) < 1
+        image[ventricle & brain] = rng.uniform(0.12, 0.22)
+
+    mask = np.zeros((size, size), bool)
+    if tumor:
+        mask = _irregular_mass(rng, yy, xx, brain, size)
+        contrast = rng.choice([-1, 1]) * rng.uniform(0.18, 0.4)
+        texture = 0.06 * _smooth_noise(rng, size, 1.5)
+        image[mask] = np.clip(tissue[mask] + contrast + texture[mask], 0.05, 1.0)
+
+    image = ndimage.gaussian_filter(image, 0.8)
+    bias = 1 + 0.25 * _smooth_noise(rng, size, size / 4)
+    image = image * bias * rng.uniform(0.7, 1.1)
+    image += rng.normal(0, rng.uniform(0.01, 0.04), image.shape)
+    return Phantom(np.clip(image * 255, 0, 255).astype(np.uint8), mask)
+
+
+def write_synthetic_brain_mri(root: str | Path, n_images: int = 400, seed: int = 0, size: int = 256) -> Path:
+    """Write ``n_images`` phantoms in the Kaggle Brain Tumor MRI layout under ``root``.
+
+    Half are Healthy (``notumor``), half Tumor; about 80% go to ``Training/`` and 20% to
+    ``Testing/``, as on Kaggle. Masks go to ``root/masks/`` with the same relative paths.
+    The same ``seed`` always gives the same files.
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    for index in range(n_images):
+        tumor = index % 2 == 1
+        folder = TUMOR_FOLDERS[(index // 2) % 3] if tumor else HEALTHY_FOLDER
+        subset = "Testing" if index % 5 == 4 else "Training"
+        relpath = Path(subset) / folder / f"synthetic_{index:05d}.jpg"
+        phantom = make_phantom(rng, tumor, size)
+        for path, array, fmt in (
+            (root / relpath, phantom.image, "JPEG"),
+            (root / "masks" / relpath.with_suffix(".png"), phantom.mask.astype(np.uint8) * 255, "PNG"),
+        ):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(array).save(path, fmt, **({"quality": 92} if fmt == "JPEG" else {}))
+    (root / "SYNTHETIC.txt").write_text(
+        f"Synthetic brain-MRI phantoms written by medclass.synthetic (n={n_images}, seed={seed}).\n"
+        "Not real patients. Every number computed on these images is a synthetic result.\n"
+    )
+    return root
+
+
+def read_mask(root: str | Path, image_path: str | Path) -> np.ndarray:
+    """Return the boolean tumour mask that belongs to a synthetic image under ``root``."""
+    root, image_path = Path(root).resolve(), Path(image_path)
+    relpath = image_path.resolve().relative_to(root) if image_path.is_absolute() else image_path
+    return np.asarray(Image.open(root / "masks" / relpath.with_suffix(".png"))) > 127

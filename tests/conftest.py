@@ -1,0 +1,60 @@
+"""Shared fixtures: small image folders made on the fly, and the real data when it is there."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+REAL_BRAIN = SHARED / "data" / "brain-tumor-mri"
+MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_v2_0.35_imagenet_notop.weights.h5"
+
+
+def write_image(path: Path, mode: str = "L", size=(64, 64), fmt: str = "JPEG", seed: int = 0) -> Path:
+    """A random image of the given colour mode and file format."""
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    image = Image.fromarray(pixels, "RGB").convert(mode)
+    image.save(path, fmt)
+    return path
+
+
+@pytest.fixture
+def healthy_tumor_dir(tmp_path) -> Path:
+    """A plain Healthy/ + Tumor/ folder with 12 grayscale JPEGs per class."""
+    for label in ("Healthy", "Tumor"):
+        for index in range(12):
+            write_image(tmp_path / label / f"{label}_{index}.jpg", seed=hash((label, index)) % 1000)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory) -> Path:
+    """The embedded synthetic phantoms, written once per test session (small set)."""
+    from medclass.synthetic import write_synthetic_brain_mri
+
+    return write_synthetic_brain_mri(tmp_path_factory.mktemp("synthetic"), n_images=60, seed=3, size=128)
+
+
+@pytest.fixture(scope="session")
+def real_brain_frame():
+    """The real Brain Tumor MRI dataset from ../shared/data, loaded once."""
+    if not REAL_BRAIN.is_dir():
+        pytest.skip(f"real data not found at {REAL_BRAIN} (see ../shared/data/README.md)")
+    from medclass.data import load_dataset
+
+    return load_dataset("brain_mri", REAL_BRAIN)
+
+
+def requires_mobilenet_weights():
+    return pytest.mark.skipif(
+        not MOBILENET_WEIGHTS.is_file(), reason=f"pretrained weights not found at {MOBILENET_WEIGHTS}"
+    )

@@ -1,0 +1,153 @@
+"""Loading images into a DataFrame: layouts, synthetic data, bad input, the real dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medclass import data, synthetic
+from tests.conftest import write_image
+
+
+def test_phantoms_are_deterministic_and_masks_mark_the_mass():
+    first = synthetic.make_phantom(np.random.default_rng(7), tumor=True, size=128)
+    again = synthetic.make_phantom(np.random.default_rng(7), tumor=True, size=128)
+    healthy = synthetic.make_phantom(np.random.default_rng(7), tumor=False, size=128)
+    assert np.array_equal(first.image, again.image)
+    assert first.mask.sum() > 20 and not healthy.mask.any()
+    inside = first.image[first.mask].astype(float).mean()
+    ring = first.image[~first.mask & (first.image > 40)].astype(float).mean()
+    assert abs(inside - ring) > 10, "the planted mass must differ in intensity from the tissue"
+
+
+def test_synthetic_set_is_written_in_the_kaggle_layout(synthetic_dir):
+    frame = data.load_dataset("brain_mri", synthetic_dir)
+    assert frame.attrs["synthetic"]
+    assert set(frame["source_split"]) == {"Training", "Testing"}
+    assert set(frame["source_class"]) == {"notumor", "glioma", "meningioma", "pituitary"}
+    assert frame["label"].value_counts().to_dict() == {"Healthy": 30, "Tumor": 30}
+    tumor = frame[frame["label"] == "Tumor"].iloc[0]
+    assert synthetic.read_mask(synthetic_dir, tumor["path"]).any()
+
+
+def test_synthetic_option_writes_then_reuses(tmp_path):
+    root = tmp_path / "phantoms"
+    frame = data.load_dataset("brain_mri", root, synthetic_data=True)
+    stamp = (root / "SYNTHETIC.txt").stat().st_mtime_ns
+    again = data.load_dataset("brain_mri", root, synthetic_data=True)
+    assert len(frame) == len(again) == 400
+    assert (root / "SYNTHETIC.txt").stat().st_mtime_ns == stamp
+
+
+def test_plain_healthy_tumor_layout(healthy_tumor_dir):
+    frame = data.load_dataset("brain_mri", healthy_tumor_dir)
+    assert len(frame) == 24 and set(frame["label"]) == {"Healthy", "Tumor"}
+    assert not frame.attrs["synthetic"]
+    assert data.report_skipped(frame).startswith("No files skipped")
+
+
+def test_registry_subfolder_is_found(tmp_path, healthy_tumor_dir):
+    (tmp_path / "parent").mkdir()
+    (tmp_path / "parent" / "brain-tumor-mri").symlink_to(healthy_tumor_dir)
+    assert len(data.load_dataset("brain_mri", tmp_path / "parent")) == 24
+
+
+def test_missing_folder_names_it_and_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist.*data_dir"):
+        data.load_dataset("brain_mri", tmp_path / "nowhere")
+
+
+def test_folder_without_class_folders(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No class folders"):
+        data.load_dataset("brain_mri", tmp_path)
+
+
+def test_empty_class_folder_is_an_error_naming_the_class(healthy_tumor_dir):
+    for path in (healthy_tumor_dir / "Tumor").iterdir():
+        path.unlink()
+    with pytest.raises(ValueError, match="No usable Tumor images"):
+        data.load_dataset("brain_mri", healthy_tumor_dir)
+
+
+def test_unknown_dataset():
+    with pytest.raises(ValueError, match="Unknown dataset 'mnist'"):
+        data.load_dataset("mnist", ".")
+
+
+def test_bad_files_are_skipped_with_a_reason(healthy_tumor_dir):
+    tumor = healthy_tumor_dir / "Tumor"
+    truncated = write_image(tumor / "truncated.jpg", mode="RGB", size=(128, 128), seed=5)
+    truncated.write_bytes(truncated.read_bytes()[:600])
+    (tumor / "notes.jpg").write_text("this is not an image")
+    (tumor / "README.txt").write_text("not an image either")
+    write_image(tumor / "tiny.png", size=(8, 8), fmt="PNG")
+    Image.new("RGB", (64, 64)).save(tumor / "scan.tif", "TIFF")
+    Image.new("RGB", (64, 64)).save(tumor / "disguised.jpg", "TIFF")
+
+    frame = data.load_dataset("brain_mri", healthy_tumor_dir)
+    skipped = frame.attrs["skipped"].set_index(frame.attrs["skipped"]["path"].str.rsplit("/", n=1).str[-1])
+    assert set(skipped.index) == {
+        "truncated.jpg",
+        "notes.jpg",
+        "README.txt",
+        "tiny.png",
+        "scan.tif",
+        "disguised.jpg",
+    }
+    assert "not a readable image" in skipped.loc["truncated.jpg", "reason"]
+    assert "not a readable image" in skipped.loc["notes.jpg", "reason"]
+    assert "too small" in skipped.loc["tiny.png", "reason"]
+    assert "TIFF files are not supported" in skipped.loc["disguised.jpg", "reason"]
+    assert len(frame) == 24
+    report = data.report_skipped(frame)
+    assert report.startswith("Skipped 6 file(s)") and "notes.jpg" in report
+
+
+def test_odd_but_valid_images_are_kept(healthy_tumor_dir):
+    tumor = healthy_tumor_dir / "Tumor"
+    write_image(tumor / "gray.png", mode="L", fmt="PNG")
+    write_image(tumor / "palette.png", mode="P", fmt="PNG")
+    write_image(tumor / "alpha.png", mode="RGBA", fmt="PNG")
+    write_image(tumor / "png_named.jpg", mode="RGB", fmt="PNG")
+    frame = data.load_dataset("brain_mri", healthy_tumor_dir)
+    assert len(frame) == 28 and frame.attrs["skipped"].empty
+
+
+def test_byte_identical_files_share_a_group(healthy_tumor_dir):
+    source = healthy_tumor_dir / "Tumor" / "Tumor_0.jpg"
+    (healthy_tumor_dir / "Tumor" / "copy.jpg").write_bytes(source.read_bytes())
+    frame = data.load_dataset("brain_mri", healthy_tumor_dir).set_index("path")
+    assert (
+        frame.loc[str(source.resolve()), "group"]
+        == frame.loc[str((healthy_tumor_dir / "Tumor" / "copy.jpg").resolve()), "group"]
+    )
+    assert frame["group"].nunique() == 24
+
+
+def test_failed_download_says_how_to_fix(monkeypatch):
+    import kagglehub
+
+    def offline(slug):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(kagglehub, "dataset_download", offline)
+    monkeypatch.delenv(data.DATA_DIR_VARIABLE, raising=False)
+    with pytest.raises(RuntimeError, match="masoudnickparvar/brain-tumor-mri-dataset.*data_dir"):
+        data.load_dataset("brain_mri", None)
+
+
+def test_environment_variable_is_used(monkeypatch, healthy_tumor_dir):
+    monkeypatch.setenv(data.DATA_DIR_VARIABLE, str(healthy_tumor_dir))
+    assert len(data.load_dataset("brain_mri", None)) == 24
+
+
+def test_real_brain_mri_dataset(real_brain_frame):
+    frame = real_brain_frame
+    skipped = frame.attrs["skipped"]
+    assert len(frame) + len(skipped) == 7023
+    counts = frame["label"].value_counts()
+    assert counts["Healthy"] + counts["Tumor"] == len(frame)
+    assert counts["Healthy"] >= 1990 and counts["Tumor"] >= 5000
+    # Byte-identical originals exist (194 groups in the upstream data).
+    assert (frame.groupby("group").size() > 1).sum() >= 150

@@ -1,0 +1,196 @@
+"""Notebook hygiene and skeleton, profiles, links, and the book built end to end (slow)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from medclass import book
+from tests.conftest import ROOT
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+VOCABULARY = {
+    "dataset",
+    "data_dir",
+    "image_size",
+    "batch_size",
+    "backbone",
+    "weights",
+    "epochs_frozen",
+    "epochs_finetune",
+    "learning_rate",
+    "seed",
+    "max_images",
+    "output_dir",
+    # case-study extras
+    "synthetic",
+    "alpha",
+    "unfreeze_layers",
+}
+
+
+def parameters_of(notebook: nbformat.NotebookNode) -> dict:
+    cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+    values = {}
+    for node in ast.parse(cell.source).body:
+        if not isinstance(node, ast.Assign):
+            raise AssertionError(f"parameters cell holds a {type(node).__name__}, only assignments allowed")
+        values[node.targets[0].id] = ast.literal_eval(node.value)
+    return values
+
+
+@pytest.fixture(params=NOTEBOOKS, ids=lambda path: path.stem)
+def notebook(request):
+    return request.param, nbformat.read(request.param, as_version=4)
+
+
+def test_notebooks_exist():
+    assert len(NOTEBOOKS) >= 3
+
+
+def test_source_notebook_is_clean(notebook):
+    path, document = notebook
+    for index, cell in enumerate(document.cells):
+        if cell.cell_type == "code":
+            assert not cell.outputs, f"{path.name} cell {index} has outputs: run `make format`"
+            assert cell.execution_count is None, f"{path.name} cell {index} has an execution count"
+    tagged = [c for c in document.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: {len(tagged)} cells tagged 'parameters'"
+
+
+def test_skeleton(notebook):
+    path, document = notebook
+    cells = document.cells
+    code = [c for c in cells if c.cell_type == "code"]
+    assert cells[0].cell_type == "markdown" and cells[0].source.startswith("# ")
+    assert "colab-badge.svg" in cells[0].source
+    assert 'if "google.colab" in sys.modules' in code[0].source, "first code cell installs on Colab only"
+    assert code[1].source.rstrip().endswith("print_versions()"), "imports end with the printed versions"
+    assert "parameters" in code[2].metadata.get("tags", [])
+    assert code[3].source.startswith("seed_everything(seed)")
+    assert any(re.search(r"^## Summary", c.source, re.M) for c in cells if c.cell_type == "markdown")
+    for cell in code:
+        assert "\ndef " not in f"\n{cell.source}", f"{path.name} defines a function: it belongs in src/"
+
+
+def test_parameters_are_literals_from_the_vocabulary(notebook):
+    path, document = notebook
+    values = parameters_of(document)
+    assert set(values) <= VOCABULARY, f"{path.name}: unknown parameters {set(values) - VOCABULARY}"
+    assert values["weights"] == "imagenet" and values["data_dir"] is None, "defaults are the real recipe"
+
+
+def test_every_notebook_has_the_same_parameters():
+    first, *others = (parameters_of(nbformat.read(p, as_version=4)) for p in NOTEBOOKS)
+    assert all(other == first for other in others)
+
+
+def test_links_agree_with_config(notebook):
+    path, _ = notebook
+    assert book.link_problems(path) == []
+
+
+def test_links_are_derived_from_config():
+    url, branch = book.repository()
+    colab, install = book.expected_links(ROOT / "notebooks" / "brain_01_data.ipynb")
+    assert colab.endswith(f"/blob/{branch}/notebooks/brain_01_data.ipynb")
+    assert install == f"medclass @ git+{url}@{branch}"
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["execute"]["execute_notebooks"] == "off"
+    assert config["launch_buttons"]["colab_url"] and config["launch_buttons"]["binderhub_url"]
+
+
+def test_profiles_only_set_known_parameters():
+    known = parameters_of(nbformat.read(NOTEBOOKS[0], as_version=4))
+    for profile in (ROOT / "notebooks" / "profiles").glob("*.yaml"):
+        values = yaml.safe_load(profile.read_text())
+        assert set(values) <= set(known), f"{profile.name}: {set(values) - set(known)}"
+    assert {p.stem for p in (ROOT / "notebooks" / "profiles").glob("*.yaml")} >= {"demo", "cpu", "full"}
+
+
+def test_toc_lists_existing_files_and_every_notebook():
+    entries = book.toc_files()
+    for entry in entries:
+        assert any((ROOT / f"{entry}{suffix}").exists() for suffix in (".md", ".ipynb")), entry
+    assert {p.stem for p in NOTEBOOKS} <= {Path(e).name for e in entries}
+
+
+def test_a_failing_notebook_names_itself_and_the_cell(tmp_path, monkeypatch):
+    failing = nbformat.v4.new_notebook()
+    failing.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    failing.cells = [
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_code_cell("raise ValueError('boom')"),
+    ]
+    source = tmp_path / "failing.ipynb"
+    nbformat.write(failing, source)
+    target = tmp_path / "out" / "failing.ipynb"
+    target.parent.mkdir()
+    target.write_text("previous good copy")
+    monkeypatch.setattr(book, "ROOT", tmp_path)
+    with pytest.raises(SystemExit, match=r"failing.ipynb failed in cell 1 .*ValueError: boom"):
+        book.execute_notebook(source, target, {})
+    assert target.read_text() == "previous good copy"
+    assert (tmp_path / "out" / "failing.failed.ipynb").exists()
+
+
+@pytest.fixture(scope="session")
+def demo_book(tmp_path_factory):
+    """Run `make book`'s runner once, demo profile, into a temporary build folder."""
+    build_dir = tmp_path_factory.mktemp("build")
+    result = subprocess.run(
+        [sys.executable, "-m", "medclass.book", "--profile", "demo", "--build-dir", str(build_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return build_dir, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_every_notebook_executes_in_the_demo_profile(demo_book):
+    build_dir, _ = demo_book
+    for source in book.toc_notebooks():
+        executed = nbformat.read(build_dir / "executed" / "demo" / source.name, as_version=4)
+        errors = [
+            o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
+        ]
+        assert not errors, f"{source.name}: {errors[:1]}"
+        injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert injected, f"{source.name}: papermill injected no parameters"
+
+
+@pytest.mark.slow
+def test_demo_results_are_labelled_synthetic(demo_book):
+    build_dir, _ = demo_book
+    executed = nbformat.read(build_dir / "executed" / "demo" / "brain_03_evaluation.ipynb", as_version=4)
+    text = json.dumps([c.outputs for c in executed.cells if c.cell_type == "code"])
+    assert "Test results on synthetic phantoms" in text
+    assert "ROC-AUC" in text and "ci_low" in text
+
+
+@pytest.mark.slow
+def test_book_builds_without_warnings_and_shows_the_parts(demo_book):
+    build_dir, log = demo_book
+    assert "book built" in log
+    assert "book/intro.html" in (build_dir / "html" / "index.html").read_text()
+    index = (build_dir / "html" / "book" / "intro.html").read_text()
+    for caption in ("Introduction", "Concepts", "Case study 1 — brain MRI", "Appendix"):
+        assert caption in index
+    for name in ("brain_01_data", "brain_02_training", "brain_03_evaluation"):
+        page = (build_dir / "html" / "notebooks" / f"{name}.html").read_text()
+        assert 'src="../_images/' in page, f"{name} has no figure"
+        assert "colab.research.google.com" in page
+    assert (
+        "he2016resnet" in (build_dir / "html" / "book" / "references.html").read_text()
+        or "Deep Residual Learning" in (build_dir / "html" / "book" / "references.html").read_text()
+    )

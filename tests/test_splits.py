@@ -1,0 +1,91 @@
+"""Splits: proportions, stratification, groups kept on one side, reproducibility, manifests."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from medclass import splits
+
+
+def toy_frame(n=200, duplicate_every=10):
+    rows = []
+    for index in range(n):
+        label = "Tumor" if index % 3 else "Healthy"
+        group = f"g{index - index % 2}" if index % duplicate_every < 2 else f"g{index}"
+        rows.append({"path": f"/data/{index:04d}.jpg", "label": label, "group": group})
+    return pd.DataFrame(rows)
+
+
+def test_split_proportions_and_stratification():
+    frame = splits.split_frame(toy_frame(), seed=1)
+    shares = frame["split"].value_counts(normalize=True)
+    assert shares["train"] == pytest.approx(0.8, abs=0.03)
+    assert shares["val"] == pytest.approx(0.1, abs=0.03)
+    assert shares["test"] == pytest.approx(0.1, abs=0.03)
+    tumor_share = frame.groupby("split")["label"].apply(lambda labels: (labels == "Tumor").mean())
+    assert tumor_share.max() - tumor_share.min() < 0.1
+    splits.check_split(frame)
+
+
+def test_groups_never_cross_splits():
+    frame = splits.split_frame(toy_frame(duplicate_every=3), seed=5)
+    assert frame.groupby("group")["split"].nunique().max() == 1
+
+
+def test_same_seed_same_split_other_seed_other_split():
+    first = splits.split_frame(toy_frame().sample(frac=1, random_state=0), seed=3)
+    again = splits.split_frame(toy_frame(), seed=3)
+    other = splits.split_frame(toy_frame(), seed=4)
+    assert first["split"].tolist() == again["split"].tolist()
+    assert first["split"].tolist() != other["split"].tolist()
+
+
+def test_check_split_catches_a_leak():
+    frame = splits.split_frame(toy_frame(), seed=1)
+    leaked = frame.copy()
+    leaked.loc[leaked.index[0], "group"] = leaked.loc[leaked["split"] == "test", "group"].iloc[0]
+    with pytest.raises(ValueError, match="span several splits"):
+        splits.check_split(leaked)
+
+
+def test_too_few_images_and_bad_fractions():
+    with pytest.raises(ValueError, match="rarest class has 3"):
+        splits.split_frame(toy_frame(n=9))
+    with pytest.raises(ValueError, match="test_fraction=0.7"):
+        splits.split_frame(toy_frame(), test_fraction=0.7)
+    with pytest.raises(ValueError, match="max_images=3"):
+        splits.cap_images(toy_frame(), 3, seed=0)
+
+
+def test_cap_keeps_class_balance_and_is_reproducible():
+    frame = toy_frame(n=300)
+    capped = splits.cap_images(frame, 60, seed=0)
+    assert len(capped) == 60
+    assert (capped["label"] == "Healthy").mean() == pytest.approx(
+        (frame["label"] == "Healthy").mean(), abs=0.02
+    )
+    assert capped.equals(splits.cap_images(frame, 60, seed=0))
+    assert len(splits.cap_images(frame, None, seed=0)) == 300
+
+
+def test_manifest_round_trip_with_sidecar(tmp_path):
+    frame = splits.split_frame(toy_frame(), seed=1)
+    frame.attrs.update({"synthetic": True, "data_dir": "/data"})
+    path = splits.write_manifest(frame, tmp_path / "run" / "manifest.csv")
+    back = splits.read_manifest(path)
+    assert back[["path", "label", "group", "split"]].equals(frame[["path", "label", "group", "split"]])
+    assert back.attrs["synthetic"] is True and back.attrs["images"] == 200
+    assert len(splits.manifest_hash(path)) == 16
+    with pytest.raises(FileNotFoundError, match="brain_01_data"):
+        splits.read_manifest(tmp_path / "elsewhere.csv")
+
+
+def test_real_data_split_has_no_cross_split_duplicates(real_brain_frame):
+    frame = splits.split_frame(real_brain_frame, seed=42)
+    splits.check_split(frame)
+    assert frame.groupby("group")["split"].nunique().max() == 1
+    assert frame["split"].value_counts(normalize=True)["test"] == pytest.approx(0.1, abs=0.01)
+    # The dataset's own Training/Testing folders do leak: some duplicate groups span both.
+    spans = real_brain_frame.groupby("group")["source_split"].nunique()
+    assert (spans > 1).sum() > 0
