@@ -14,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 REAL_BRAIN = SHARED / "data" / "brain-tumor-mri"
+REAL_HAM = SHARED / "data" / "ham10000"
 MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_v2_0.35_imagenet_notop.weights.h5"
 
 
@@ -32,7 +33,7 @@ def healthy_tumor_dir(tmp_path) -> Path:
     """A plain Healthy/ + Tumor/ folder with 12 grayscale JPEGs per class."""
     for label in ("Healthy", "Tumor"):
         for index in range(12):
-            write_image(tmp_path / label / f"{label}_{index}.jpg", seed=hash((label, index)) % 1000)
+            write_image(tmp_path / label / f"{label}_{index}.jpg", seed=index + 100 * (label == "Tumor"))
     return tmp_path
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from medclass import data, synthetic
-from tests.conftest import write_image
+from tests.conftest import REAL_HAM, write_image
 
 
 def test_phantoms_are_deterministic_and_masks_mark_the_mass():
@@ -26,7 +26,9 @@ def test_synthetic_set_is_written_in_the_kaggle_layout(synthetic_dir):
     assert frame.attrs["synthetic"]
     assert set(frame["source_split"]) == {"Training", "Testing"}
     assert set(frame["source_class"]) == {"notumor", "glioma", "meningioma", "pituitary"}
-    assert frame["label"].value_counts().to_dict() == {"Healthy": 30, "Tumor": 30}
+    planted = frame["path"].str.contains("copy_")
+    assert planted.sum() == 2, "4% of 60 images reappear as copies"
+    assert frame.loc[~planted, "label"].value_counts().to_dict() == {"Healthy": 30, "Tumor": 30}
     tumor = frame[frame["label"] == "Tumor"].iloc[0]
     assert synthetic.read_mask(synthetic_dir, tumor["path"]).any()
 
@@ -36,7 +38,7 @@ def test_synthetic_option_writes_then_reuses(tmp_path):
     frame = data.load_dataset("brain_mri", root, synthetic_data=True)
     stamp = (root / "SYNTHETIC.txt").stat().st_mtime_ns
     again = data.load_dataset("brain_mri", root, synthetic_data=True)
-    assert len(frame) == len(again) == 400
+    assert len(frame) == len(again) == 416
     assert (root / "SYNTHETIC.txt").stat().st_mtime_ns == stamp
 
 
@@ -151,3 +153,33 @@ def test_real_brain_mri_dataset(real_brain_frame):
     assert counts["Healthy"] >= 1990 and counts["Tumor"] >= 5000
     # Byte-identical originals exist (194 groups in the upstream data).
     assert (frame.groupby("group").size() > 1).sum() >= 150
+
+
+def test_synthetic_ham10000_loads_with_lesion_groups(tmp_path):
+    frame = data.load_dataset("ham10000", tmp_path / "skin", synthetic_data=True)
+    assert frame.attrs["synthetic"]
+    assert set(frame["label"]) == set(data.HAM10000_CLASS_NAMES)
+    assert (frame["group"].str.startswith("HAM_")).all()
+    assert frame.groupby("group")["label"].nunique().max() == 1, "one diagnosis per lesion"
+    assert frame.groupby("group").size().max() > 1, "some lesions have several images"
+    assert frame.loc[frame["label"] == "mel", "diagnosis"].iloc[0] == "Melanoma"
+    assert frame["path"].str.contains("HAM10000_images_part_1").any()
+
+
+def test_ham10000_missing_image_and_metadata(tmp_path):
+    root = data.synthetic_skin.write_synthetic_ham10000(tmp_path / "skin", n_lesions=20, seed=1)
+    victim = next((root / "HAM10000_images_part_1").glob("*.jpg"))
+    victim.unlink()
+    frame = data.load_dataset("ham10000", root)
+    assert frame.attrs["skipped"]["reason"].tolist() == ["image file not found under data_dir"]
+    (root / "HAM10000_metadata.csv").unlink()
+    with pytest.raises(FileNotFoundError, match="HAM10000_metadata.csv not found"):
+        data.load_dataset("ham10000", root)
+
+
+@pytest.mark.skipif(not REAL_HAM.is_dir(), reason=f"real data not found at {REAL_HAM}")
+def test_real_ham10000():
+    frame = data.load_dataset("ham10000", REAL_HAM.parent)
+    assert len(frame) + len(frame.attrs["skipped"]) == 10015
+    assert frame["group"].nunique() == 7470
+    assert frame["label"].value_counts()["nv"] == 6705

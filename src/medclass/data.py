@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from medclass import synthetic
+from medclass import synthetic, synthetic_skin
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
 # What tf.io.decode_image reads, whatever the file is named.
@@ -43,6 +43,25 @@ DATASETS = {
         description="Brain Tumor MRI Dataset (Kaggle): glioma, meningioma and pituitary "
         "slices are Tumor, notumor slices are Healthy.",
     ),
+    "ham10000": DatasetInfo(
+        name="ham10000",
+        kaggle_slug="kmader/skin-cancer-mnist-ham10000",
+        folder="ham10000",
+        class_names=("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"),
+        description="HAM10000 (Kaggle: Skin Cancer MNIST): 10,015 dermatoscopic images of "
+        "7,470 lesions in seven diagnostic classes.",
+    ),
+}
+
+# The seven HAM10000 diagnoses, as Tschandl et al. (2018) name them.
+HAM10000_CLASS_NAMES = {
+    "akiec": "Actinic keratoses and intraepithelial carcinoma (Bowen's disease)",
+    "bcc": "Basal cell carcinoma",
+    "bkl": "Benign keratosis-like lesions",
+    "df": "Dermatofibroma",
+    "mel": "Melanoma",
+    "nv": "Melanocytic nevi",
+    "vasc": "Vascular lesions",
 }
 
 # Kaggle's four folders mapped to the book's two classes; plain Healthy/Tumor folders map to
@@ -79,7 +98,11 @@ def resolve_data_dir(dataset: str, data_dir: str | Path | None, synthetic_data: 
             raise ValueError("synthetic=True needs a data_dir to write the synthetic images to.")
         root = Path(data_dir)
         if not (root / "SYNTHETIC.txt").exists():
-            synthetic.write_synthetic_brain_mri(root)
+            writers = {
+                "brain_mri": synthetic.write_synthetic_brain_mri,
+                "ham10000": synthetic_skin.write_synthetic_ham10000,
+            }
+            writers[dataset](root)
         return root
     if data_dir is None and os.environ.get(DATA_DIR_VARIABLE):
         data_dir = os.environ[DATA_DIR_VARIABLE]
@@ -91,7 +114,7 @@ def resolve_data_dir(dataset: str, data_dir: str | Path | None, synthetic_data: 
     if not root.is_dir():
         raise FileNotFoundError(
             f"Data folder {root} does not exist. Pass data_dir= the folder that holds the "
-            f"{info.description.split(':')[0]} (Kaggle: {info.kaggle_slug}), or data_dir=None "
+            f"{info.description.split(' (')[0]} (Kaggle: {info.kaggle_slug}), or data_dir=None "
             "to download it with kagglehub."
         )
     return root
@@ -155,6 +178,15 @@ def _brain_folders(root: Path) -> list[tuple[Path, str, str]]:
     return folders
 
 
+def _require_every_class(frame: pd.DataFrame, dataset: str, root: Path) -> None:
+    for label in DATASETS[dataset].class_names:
+        if not (frame["label"] == label).any():
+            raise ValueError(
+                f"No usable {label} images in {root}: its class folders are empty or every "
+                "file in them was skipped. Check the folder, or point data_dir at the dataset."
+            )
+
+
 def load_brain_mri(root: Path) -> pd.DataFrame:
     """Scan a brain-MRI folder into a DataFrame; unreadable files are reported, not loaded."""
     rows, skipped = [], []
@@ -178,12 +210,47 @@ def load_brain_mri(root: Path) -> pd.DataFrame:
                 }
             )
     frame = pd.DataFrame(rows, columns=["path", "label", "source_class", "source_split", "group"])
-    for label in DATASETS["brain_mri"].class_names:
-        if not (frame["label"] == label).any():
-            raise ValueError(
-                f"No usable {label} images in {root}: its class folders are empty or every "
-                "file in them was skipped. Check the folder, or point data_dir at the dataset."
-            )
+    _require_every_class(frame, "brain_mri", root)
+    frame.attrs["skipped"] = pd.DataFrame(skipped, columns=["path", "reason"])
+    return frame
+
+
+def load_ham10000(root: Path) -> pd.DataFrame:
+    """Read ``HAM10000_metadata.csv`` and find each ``image_id`` wherever it lies under ``root``.
+
+    ``group`` is the ``lesion_id``: several images show the same lesion, and a split must keep
+    them together. Rows whose image is missing or unreadable are reported, not loaded.
+    """
+    metadata_path = root / "HAM10000_metadata.csv"
+    if not metadata_path.exists():
+        raise FileNotFoundError(
+            f"{metadata_path} not found. data_dir must hold HAM10000_metadata.csv and the image "
+            "folders (HAM10000_images_part_1/ and _part_2/), as in the Kaggle download."
+        )
+    metadata = pd.read_csv(metadata_path)
+    missing_columns = {"lesion_id", "image_id", "dx"} - set(metadata.columns)
+    if missing_columns:
+        raise ValueError(f"{metadata_path} lacks the column(s) {sorted(missing_columns)}.")
+    unknown = set(metadata["dx"]) - set(HAM10000_CLASS_NAMES)
+    if unknown:
+        raise ValueError(f"{metadata_path} has unknown dx value(s) {sorted(unknown)}.")
+    # The Kaggle download holds each image twice (upper- and lower-case folders): first wins.
+    image_paths = {}
+    for path in sorted(root.rglob("*.jpg")):
+        image_paths.setdefault(path.stem, path)
+    rows, skipped = [], []
+    for record in metadata.itertuples(index=False):
+        path = image_paths.get(record.image_id)
+        problem = "image file not found under data_dir" if path is None else check_image(path)
+        if problem:
+            skipped.append({"path": str(path or root / f"{record.image_id}.jpg"), "reason": problem})
+            continue
+        rows.append({"path": str(path), "label": record.dx, "group": record.lesion_id, **record._asdict()})
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        raise ValueError(f"No usable HAM10000 images under {root}; check data_dir.")
+    _require_every_class(frame, "ham10000", root)
+    frame["diagnosis"] = frame["label"].map(HAM10000_CLASS_NAMES)
     frame.attrs["skipped"] = pd.DataFrame(skipped, columns=["path", "reason"])
     return frame
 
@@ -197,7 +264,7 @@ def load_dataset(
     Byte-identical files share a ``group`` so that a split keeps them on one side.
     """
     root = resolve_data_dir(dataset, data_dir, synthetic_data).resolve()
-    loaders = {"brain_mri": load_brain_mri}
+    loaders = {"brain_mri": load_brain_mri, "ham10000": load_ham10000}
     frame = loaders[dataset](root)
     frame.attrs["data_dir"] = str(root)
     frame.attrs["synthetic"] = (root / "SYNTHETIC.txt").exists()

@@ -96,32 +96,64 @@ def make_phantom(rng: np.random.Generator, tumor: bool, size: int = 256) -> Phan
     return Phantom(np.clip(image * 255, 0, 255).astype(np.uint8), mask)
 
 
-def write_synthetic_brain_mri(root: str | Path, n_images: int = 400, seed: int = 0, size: int = 256) -> Path:
+def write_synthetic_brain_mri(
+    root: str | Path, n_images: int = 400, seed: int = 0, size: int = 256, duplicate_share: float = 0.04
+) -> Path:
     """Write ``n_images`` phantoms in the Kaggle Brain Tumor MRI layout under ``root``.
 
     Half are Healthy (``notumor``), half Tumor; about 80% go to ``Training/`` and 20% to
-    ``Testing/``, as on Kaggle. Masks go to ``root/masks/`` with the same relative paths.
-    The same ``seed`` always gives the same files.
+    ``Testing/``, as on Kaggle. Like the real dataset, the set also holds copies: a
+    ``duplicate_share`` of the images reappear under another name in the other subset, half as
+    byte-identical files and half resized and re-compressed, so that the leakage audit has
+    something to find. Masks go to ``root/masks/`` with the same relative paths. The same
+    ``seed`` always gives the same files.
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
+    written = []
     for index in range(n_images):
         tumor = index % 2 == 1
         folder = TUMOR_FOLDERS[(index // 2) % 3] if tumor else HEALTHY_FOLDER
         subset = "Testing" if index % 5 == 4 else "Training"
         relpath = Path(subset) / folder / f"synthetic_{index:05d}.jpg"
         phantom = make_phantom(rng, tumor, size)
-        for path, array, fmt in (
-            (root / relpath, phantom.image, "JPEG"),
-            (root / "masks" / relpath.with_suffix(".png"), phantom.mask.astype(np.uint8) * 255, "PNG"),
-        ):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(array).save(path, fmt, **({"quality": 92} if fmt == "JPEG" else {}))
+        _save(
+            root,
+            relpath,
+            Image.fromarray(phantom.image),
+            Image.fromarray(phantom.mask.astype(np.uint8) * 255),
+        )
+        written.append(relpath)
+    n_copies = int(round(duplicate_share * n_images))
+    for copy_index, source_index in enumerate(rng.choice(n_images, n_copies, replace=False)):
+        source = written[source_index]
+        other_subset = "Training" if source.parts[0] == "Testing" else "Testing"
+        relpath = Path(other_subset) / source.parts[1] / f"copy_{copy_index:03d}_of_{source.stem}.jpg"
+        image, mask = Image.open(root / source), Image.open(root / "masks" / source.with_suffix(".png"))
+        if copy_index % 2 == 0:
+            (root / relpath).write_bytes((root / source).read_bytes())
+            _save(root, relpath, None, mask)
+        else:
+            smaller = (int(size * 0.8), int(size * 0.8))
+            _save(
+                root, relpath, image.resize(smaller, Image.LANCZOS), mask.resize(smaller, Image.NEAREST), 80
+            )
     (root / "SYNTHETIC.txt").write_text(
-        f"Synthetic brain-MRI phantoms written by medclass.synthetic (n={n_images}, seed={seed}).\n"
+        f"Synthetic brain-MRI phantoms written by medclass.synthetic (n={n_images}, seed={seed}, "
+        f"{n_copies} planted copies).\n"
         "Not real patients. Every number computed on these images is a synthetic result.\n"
     )
     return root
+
+
+def _save(root: Path, relpath: Path, image: Image.Image | None, mask: Image.Image, quality: int = 92) -> None:
+    """Save an image (JPEG) and its mask (PNG) under ``root`` and ``root/masks``."""
+    mask_path = root / "masks" / relpath.with_suffix(".png")
+    for path in (root / relpath, mask_path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if image is not None:
+        image.save(root / relpath, "JPEG", quality=quality)
+    mask.save(mask_path, "PNG")
 
 
 def read_mask(root: str | Path, image_path: str | Path) -> np.ndarray:

@@ -47,9 +47,13 @@ def balanced_class_weight(labels: pd.Series, class_names: list[str]) -> dict[int
 
 
 def _callbacks(checkpoint: keras.callbacks.ModelCheckpoint, patience: int) -> list:
+    # The learning rate drops after half the patience, so that a phase gets a chance at the
+    # lower rate before early stopping ends it.
     return [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.2, patience=max(1, patience // 2)),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.3, patience=max(1, patience // 2), min_lr=1e-6
+        ),
         checkpoint,
     ]
 
@@ -80,7 +84,7 @@ def train_two_phase(
     learning_rate: float,
     unfreeze_layers: int,
     finetune_lr_factor: float = 0.1,
-    patience: int = 3,
+    patience: int = 4,
     class_weight: dict[int, float] | None = None,
     metadata: dict | None = None,
 ) -> TrainingResult:
