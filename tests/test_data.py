@@ -34,10 +34,10 @@ def test_synthetic_set_is_written_in_the_kaggle_layout(synthetic_dir):
 
 
 def test_synthetic_option_writes_then_reuses(tmp_path):
-    root = tmp_path / "phantoms"
-    frame = data.load_dataset("brain_mri", root, synthetic_data=True)
+    frame = data.load_dataset("brain_mri", tmp_path, synthetic_data=True)
+    root = tmp_path / "brain-tumor-mri"
     stamp = (root / "SYNTHETIC.txt").stat().st_mtime_ns
-    again = data.load_dataset("brain_mri", root, synthetic_data=True)
+    again = data.load_dataset("brain_mri", root, synthetic_data=True)  # the folder itself works too
     assert len(frame) == len(again) == 416
     assert (root / "SYNTHETIC.txt").stat().st_mtime_ns == stamp
 

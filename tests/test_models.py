@@ -101,11 +101,11 @@ def test_pipeline_decodes_every_colour_mode_to_rgb(tmp_path):
 def test_only_training_data_is_shuffled_and_augmented(tmp_path):
     import pandas as pd
 
-    from medclass.augment import mild_augmentation
+    from medclass.augment import make_augmentation
 
     paths = [write_image(tmp_path / f"{i}.jpg", mode="RGB", seed=i) for i in range(8)]
     frame = pd.DataFrame({"path": [str(p) for p in paths], "label": ["Healthy", "Tumor"] * 4})
-    augment = mild_augmentation(seed=0)
+    augment = make_augmentation("mild", seed=0, num_classes=2)
     val_ds = pipeline.make_dataset(frame, ["Healthy", "Tumor"], (32, 32), 8)
     train_ds = pipeline.make_dataset(frame, ["Healthy", "Tumor"], (32, 32), 8, training=True, augment=augment)
     first, second = (next(iter(val_ds))[0].numpy() for _ in range(2))
@@ -115,3 +115,35 @@ def test_only_training_data_is_shuffled_and_augmented(tmp_path):
         pipeline.make_dataset(frame.assign(label="Other"), ["Healthy", "Tumor"], (32, 32), 8)
     with pytest.raises(ValueError, match="empty DataFrame"):
         pipeline.make_dataset(frame.iloc[:0], ["Healthy", "Tumor"], (32, 32), 8)
+
+
+def test_large_sets_are_cached_on_disk(tmp_path, monkeypatch):
+    import pandas as pd
+
+    paths = [write_image(tmp_path / f"{i}.jpg", mode="RGB", seed=i) for i in range(4)]
+    frame = pd.DataFrame({"path": [str(p) for p in paths], "label": ["Healthy", "Tumor"] * 2})
+    assert pipeline.cache_location(frame, (32, 32), None) == ""
+    assert pipeline.cache_location(frame, (32, 32), tmp_path / "cache") == ""
+    monkeypatch.setattr(pipeline, "MEMORY_CACHE_LIMIT", 100)
+    location = pipeline.cache_location(frame, (32, 32), tmp_path / "cache")
+    assert location.startswith(str(tmp_path / "cache" / "images-32x32-"))
+    assert location != pipeline.cache_location(frame.iloc[:3], (32, 32), tmp_path / "cache")
+    dataset = pipeline.make_dataset(frame, ["Healthy", "Tumor"], (32, 32), 4, cache_dir=tmp_path / "cache")
+    first = next(iter(dataset))[0].numpy()
+    assert list((tmp_path / "cache").glob("images-32x32-*"))
+    np.testing.assert_array_equal(first, next(iter(dataset))[0].numpy())
+
+
+def test_training_path_and_saved_model_agree_on_a_raw_image(tmp_path):
+    """The app feeds raw decoded pixels of any size; training fed pipeline-resized batches."""
+    import pandas as pd
+    from PIL import Image
+
+    path = write_image(tmp_path / "scan.png", mode="L", size=(300, 240), fmt="PNG", seed=3)
+    model, _ = models.build_classifier("mobilenet_v2", None, (96, 96), 2, alpha=0.35)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    frame = pd.DataFrame({"path": [str(path)], "label": ["Tumor"]})
+    training_batch = next(iter(pipeline.make_dataset(frame, ["Healthy", "Tumor"], (96, 96), 1)))[0]
+    raw = np.asarray(Image.open(path).convert("RGB"), dtype="float32")[None]
+    np.testing.assert_allclose(model(training_batch), loaded(raw), atol=2e-3)

@@ -89,3 +89,20 @@ def test_real_data_split_has_no_cross_split_duplicates(real_brain_frame):
     # The dataset's own Training/Testing folders do leak: some duplicate groups span both.
     spans = real_brain_frame.groupby("group")["source_split"].nunique()
     assert (spans > 1).sum() > 0
+
+
+def test_real_ham10000_split_keeps_lesions_together():
+    from medclass import data
+    from tests.conftest import REAL_HAM
+
+    if not REAL_HAM.is_dir():
+        pytest.skip(f"real data not found at {REAL_HAM} (see ../shared/data/README.md)")
+    frame = splits.split_frame(data.load_dataset("ham10000", REAL_HAM), 0.15, 0.15, seed=42)
+    splits.check_split(frame)
+    assert frame.groupby("group")["split"].nunique().max() == 1
+    shares = frame["split"].value_counts(normalize=True)
+    assert shares["test"] == pytest.approx(1 / 7, abs=0.01) and shares["val"] == pytest.approx(
+        1 / 7, abs=0.01
+    )
+    again = splits.split_frame(data.load_dataset("ham10000", REAL_HAM), 0.15, 0.15, seed=42)
+    assert again["split"].tolist() == frame["split"].tolist(), "the same seed gives the same split"

@@ -1,21 +1,157 @@
-"""Augmentation stacks, applied to training batches only.
+"""Augmentation policies, applied to training batches only.
 
-Defined in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb).
+Defined in chapter "Augmentation" (notebooks/augmentation.ipynb); the brain-MRI training
+chapter uses the mild policy.
+
+Each policy is a function ``(images, labels) -> (images, labels)`` on a batch, for
+``tf.data.Dataset.map``. The layers come from keras-cv, as the book's design asks; keras-cv is
+in maintenance mode (its successor, keras-hub, carries models rather than these layers), so
+``KERAS_EQUIVALENTS`` names the Keras 3 core layer that does the same job for each one.
 """
 
 from __future__ import annotations
 
-import keras
-from keras import layers
+import math
+from collections.abc import Callable
+
+import keras_cv
+import tensorflow as tf
+
+VALUE_RANGE = (0, 255)
+
+# keras-cv layer -> the Keras 3 core layer that replaces it.
+KERAS_EQUIVALENTS = {
+    "keras_cv.layers.RandomFlip": "keras.layers.RandomFlip",
+    "keras_cv.layers.RandomRotation": "keras.layers.RandomRotation",
+    "keras_cv.layers.RandomZoom": "keras.layers.RandomZoom",
+    "keras_cv.layers.RandomTranslation": "keras.layers.RandomTranslation",
+    "keras_cv.layers.RandomBrightness": "keras.layers.RandomBrightness",
+    "keras_cv.layers.RandomContrast": "keras.layers.RandomContrast",
+    "keras_cv.layers.RandAugment": "keras.layers.RandAugment (Keras >= 3.6)",
+    "keras_cv.layers.MixUp": "keras.layers.MixUp (Keras >= 3.6)",
+    "keras_cv.layers.CutMix": "keras.layers.CutMix (Keras >= 3.8)",
+}
+
+# "mild" is this module's own fused affine transform (random_affine), the equivalent of Keras's
+# RandomRotation + RandomZoom + RandomTranslation in one pass.
+POLICIES = ("mild", "flips", "geometric", "photometric", "randaugment", "mixup", "cutmix")
+LABEL_MIXING = {"mixup", "cutmix"}
 
 
-def mild_augmentation(seed: int, rotation: float = 0.03, zoom: float = 0.1) -> keras.Sequential:
-    """Small rotations, zooms and shifts: plausible patient positioning, no anatomy flips."""
-    return keras.Sequential(
-        [
-            layers.RandomRotation(rotation, fill_mode="constant", seed=seed),
-            layers.RandomZoom(zoom, fill_mode="constant", seed=seed + 1),
-            layers.RandomTranslation(0.05, 0.05, fill_mode="constant", seed=seed + 2),
-        ],
-        name="mild_augmentation",
+def random_affine(images, seed: int, rotation: float = 0.03, zoom: float = 0.1, translation: float = 0.05):
+    """Rotate, zoom and shift each image of a batch in one resampling pass.
+
+    ``rotation`` is a fraction of a full turn, ``zoom`` and ``translation`` fractions of the
+    image size, as in Keras's RandomRotation, RandomZoom and RandomTranslation. One fused
+    projective transform costs a third of those three layers applied one after another.
+    """
+    shape = tf.shape(images)
+    batch = shape[0]
+    height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+    angle = tf.random.uniform([batch], -rotation, rotation, seed=seed) * 2 * math.pi
+    scale = tf.random.uniform([batch], 1 - zoom, 1 + zoom, seed=seed + 1)
+    shift_x = tf.random.uniform([batch], -translation, translation, seed=seed + 2) * width
+    shift_y = tf.random.uniform([batch], -translation, translation, seed=seed + 3) * height
+    center_x, center_y = (width - 1) / 2, (height - 1) / 2
+    # Output pixel (x, y) samples input pixel M (x - c) + c + shift, M = scale * rotation.
+    a0, a1 = scale * tf.cos(angle), -scale * tf.sin(angle)
+    b0, b1 = scale * tf.sin(angle), scale * tf.cos(angle)
+    a2 = center_x - a0 * center_x - a1 * center_y + shift_x
+    b2 = center_y - b0 * center_x - b1 * center_y + shift_y
+    zeros = tf.zeros_like(a0)
+    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=transforms,
+        output_shape=shape[1:3],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
     )
+
+
+def _image_layers(policy: str, seed: int) -> list:
+    if policy == "mild":
+        return [lambda images, training: random_affine(images, seed)]
+    if policy == "flips":
+        return [keras_cv.layers.RandomFlip("horizontal_and_vertical", seed=seed)]
+    if policy == "geometric":
+        return [
+            keras_cv.layers.RandomFlip("horizontal", seed=seed),
+            keras_cv.layers.RandomRotation(0.08, fill_mode="constant", seed=seed + 1),
+            keras_cv.layers.RandomZoom(0.15, fill_mode="constant", seed=seed + 2),
+            keras_cv.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=seed + 3),
+        ]
+    if policy == "photometric":
+        return [
+            keras_cv.layers.RandomBrightness(0.15, value_range=VALUE_RANGE, seed=seed),
+            keras_cv.layers.RandomContrast(value_range=VALUE_RANGE, factor=0.25, seed=seed + 1),
+        ]
+    if policy == "randaugment":
+        return [
+            keras_cv.layers.RandAugment(
+                value_range=VALUE_RANGE, augmentations_per_image=2, magnitude=0.3, seed=seed
+            )
+        ]
+    return []
+
+
+def make_augmentation(policy: str, seed: int, num_classes: int) -> Callable:
+    """The batch function for ``policy``; MixUp and CutMix also turn labels into mixed one-hots."""
+    if policy not in POLICIES:
+        raise ValueError(f"Unknown augmentation policy {policy!r}; choose one of {POLICIES}.")
+    if policy in LABEL_MIXING:
+        if num_classes < 3:
+            raise ValueError(f"{policy} mixes class labels; use it for multi-class tasks, not binary ones.")
+        mixer = keras_cv.layers.MixUp(seed=seed) if policy == "mixup" else keras_cv.layers.CutMix(seed=seed)
+
+        def mix(images, labels):
+            one_hot = tf.one_hot(tf.cast(labels, tf.int32), num_classes)
+            mixed = mixer({"images": images, "labels": one_hot}, training=True)
+            return mixed["images"], mixed["labels"]
+
+        return _built(mix)
+    stack = _image_layers(policy, seed)
+
+    def transform(images, labels):
+        for layer in stack:
+            images = layer(images, training=True)
+        return tf.clip_by_value(images, *VALUE_RANGE), labels
+
+    return _built(transform)
+
+
+def _built(transform: Callable) -> Callable:
+    """Call ``transform`` once eagerly, so that keras-cv layers create their random-generator
+    variables now: ``tf.data`` traces its map functions, and variables cannot be created there."""
+    transform(tf.zeros([2, 16, 16, 3]), tf.constant([0, 1]))
+    return transform
+
+
+def plot_policies(images, labels, policies, seed: int, num_classes: int, class_names=None):
+    """One row per policy (the originals first), one column per image of the batch."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = [("original", images, None)]
+    for policy in policies:
+        changed, mixed = make_augmentation(policy, seed, num_classes)(images, labels)
+        rows.append((policy, changed, mixed if policy in LABEL_MIXING else None))
+    n_images = images.shape[0]
+    figure, axes = plt.subplots(len(rows), n_images, figsize=(1.9 * n_images, 2.0 * len(rows)), squeeze=False)
+    for row, (policy, batch, mixed) in enumerate(rows):
+        for column in range(n_images):
+            axis = axes[row, column]
+            axis.imshow(np.clip(np.asarray(batch[column]), 0, 255).astype("uint8"))
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if mixed is not None and class_names is not None:
+                shares = np.asarray(mixed[column])
+                top = shares.argsort()[::-1][:2]
+                axis.set_title(
+                    " + ".join(f"{shares[i]:.2f} {class_names[i]}" for i in top if shares[i] > 0.005),
+                    fontsize=7,
+                )
+        axes[row, 0].set_ylabel(policy, fontsize=10)
+    figure.tight_layout()
+    return figure

@@ -89,14 +89,16 @@ def resolve_data_dir(dataset: str, data_dir: str | Path | None, synthetic_data: 
 
     ``data_dir`` may be the dataset folder or a folder that holds it under its registry name
     (``brain-tumor-mri/``). ``None`` falls back to ``$MEDCLASS_DATA_DIR`` and then to a
-    kagglehub download. With ``synthetic_data=True`` the embedded synthetic phantoms are
-    written to ``data_dir`` (if not already there) instead.
+    kagglehub download. With ``synthetic_data=True`` the embedded synthetic images are written
+    to ``data_dir/<registry folder>`` (if not already there) instead.
     """
     info = dataset_info(dataset)
     if synthetic_data:
         if data_dir is None:
             raise ValueError("synthetic=True needs a data_dir to write the synthetic images to.")
         root = Path(data_dir)
+        if root.name != info.folder:
+            root = root / info.folder  # one parent folder holds every synthetic dataset
         if not (root / "SYNTHETIC.txt").exists():
             writers = {
                 "brain_mri": synthetic.write_synthetic_brain_mri,
@@ -299,5 +301,65 @@ def plot_samples(frame: pd.DataFrame, per_class: int = 6, seed: int = 0):
             with Image.open(picks.iloc[column]["path"]) as image:
                 axis.imshow(image.convert("RGB"))
                 axis.set_title(f"{label}\n{image.width}x{image.height} {image.mode}", fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def image_properties(frame: pd.DataFrame) -> pd.DataFrame:
+    """Width, height, colour mode, file format and mean/std intensity (0-255) of every image."""
+    import numpy as np
+
+    rows = []
+    for path in frame["path"]:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("L"), dtype=np.float32)
+            rows.append(
+                {
+                    "width": image.width,
+                    "height": image.height,
+                    "mode": image.mode,
+                    "format": image.format,
+                    "mean": pixels.mean(),
+                    "std": pixels.std(),
+                }
+            )
+    return pd.DataFrame(rows, index=frame.index).assign(label=frame["label"])
+
+
+def plot_image_properties(properties: pd.DataFrame, title: str = ""):
+    """Image sizes, colour modes and mean intensity per class, side by side."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for label, rows in properties.groupby("label"):
+        axes[0].scatter(rows["width"], rows["height"], s=8, alpha=0.4, label=label)
+        axes[2].hist(rows["mean"], bins=40, alpha=0.5, label=label)
+    axes[0].set(xlabel="width (px)", ylabel="height (px)", title="Image sizes")
+    pd.crosstab(properties["mode"], properties["label"]).plot.bar(ax=axes[1], rot=0)
+    axes[1].set(xlabel="colour mode", ylabel="images", title="Colour modes")
+    axes[2].set(xlabel="mean intensity (0-255)", ylabel="images", title="Brightness")
+    for axis in (axes[0], axes[2]):
+        axis.legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_metadata(frame: pd.DataFrame, title: str = ""):
+    """HAM10000's metadata: diagnosis, age, sex, body site and how the diagnosis was confirmed."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(2, 3, figsize=(14, 7))
+    frame["label"].value_counts().plot.bar(ax=axes[0, 0], rot=0, title="Images per diagnosis")
+    frame.groupby("group").size().value_counts().sort_index().plot.bar(
+        ax=axes[0, 1], rot=0, title="Images per lesion"
+    )
+    frame["age"].plot.hist(ax=axes[0, 2], bins=18, title="Age (years)")
+    pd.crosstab(frame["label"], frame["sex"]).plot.bar(ax=axes[1, 0], rot=0, title="Sex per diagnosis")
+    frame["localization"].value_counts().head(12).plot.barh(ax=axes[1, 1], title="Body site (top 12)")
+    pd.crosstab(frame["label"], frame["dx_type"]).plot.bar(
+        ax=axes[1, 2], rot=0, stacked=True, title="How the diagnosis was confirmed"
+    )
+    figure.suptitle(title)
     figure.tight_layout()
     return figure

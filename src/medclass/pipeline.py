@@ -5,12 +5,33 @@ Defined in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import pandas as pd
 import tensorflow as tf
 
 AUTOTUNE = tf.data.AUTOTUNE
+# Decoded uint8 images up to this size are cached in memory; larger sets go to a disk cache.
+MEMORY_CACHE_LIMIT = 3 * 2**30
+
+
+def cache_location(frame: pd.DataFrame, image_size: Sequence[int], cache_dir: str | Path | None) -> str:
+    """Where ``tf.data`` caches decoded images: "" (memory) or a file under ``cache_dir``.
+
+    Memory when the decoded uint8 images fit in ``MEMORY_CACHE_LIMIT`` or no ``cache_dir`` is
+    given; otherwise a file named by a hash of the paths and size, so a different split or size
+    never reads a stale cache.
+    """
+    height, width = image_size
+    if cache_dir is None or len(frame) * height * width * 3 <= MEMORY_CACHE_LIMIT:
+        return ""
+    key = hashlib.sha256(("\n".join(frame["path"].astype(str)) + f"{height}x{width}").encode()).hexdigest()[
+        :16
+    ]
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    return str(Path(cache_dir) / f"images-{height}x{width}-{key}")
 
 
 def decode_and_resize(path: tf.Tensor, image_size: Sequence[int]) -> tf.Tensor:
@@ -37,11 +58,15 @@ def make_dataset(
     training: bool = False,
     augment: Callable | None = None,
     seed: int = 0,
+    cache_dir: str | Path | None = None,
 ) -> tf.data.Dataset:
     """Batches of (float32 images in 0-255, labels) from a DataFrame of paths and labels.
 
-    Decoded, resized images are cached in memory as uint8. Only a ``training`` dataset is
-    shuffled and passed through ``augment``; validation and test data stay untouched.
+    Decoded, resized images are cached as uint8, in memory or, for sets too large for it, in
+    ``cache_dir`` (see :func:`cache_location`). Only a ``training`` dataset is
+    shuffled and passed through ``augment``, a batch function ``(images, labels) -> (images,
+    labels)`` from :func:`medclass.augment.make_augmentation`; validation and test data stay
+    untouched.
     Binary tasks get float labels for a sigmoid output, multi-class tasks integer ones.
     """
     if frame.empty:
@@ -54,17 +79,14 @@ def make_dataset(
     )
     dataset = dataset.map(
         lambda path, label: (decode_and_resize(path, image_size), label), num_parallel_calls=AUTOTUNE
-    ).cache()
+    ).cache(cache_location(frame, image_size, cache_dir))
     if training:
         dataset = dataset.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size).map(
         lambda images, labels: (tf.cast(images, tf.float32), labels), num_parallel_calls=AUTOTUNE
     )
     if training and augment is not None:
-        dataset = dataset.map(
-            lambda images, labels: (augment(images, training=True), labels),
-            num_parallel_calls=AUTOTUNE,
-        )
+        dataset = dataset.map(augment, num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)
 
 
