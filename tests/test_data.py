@@ -127,7 +127,14 @@ def test_byte_identical_files_share_a_group(healthy_tumor_dir):
     assert frame["group"].nunique() == 24
 
 
-def test_failed_download_says_how_to_fix(monkeypatch):
+@pytest.mark.parametrize(
+    "dataset, slug",
+    [
+        ("brain_mri", "masoudnickparvar/brain-tumor-mri-dataset"),
+        ("ham10000", "kmader/skin-cancer-mnist-ham10000"),
+    ],
+)
+def test_failed_download_says_how_to_fix(monkeypatch, dataset, slug):
     import kagglehub
 
     def offline(slug):
@@ -135,8 +142,8 @@ def test_failed_download_says_how_to_fix(monkeypatch):
 
     monkeypatch.setattr(kagglehub, "dataset_download", offline)
     monkeypatch.delenv(data.DATA_DIR_VARIABLE, raising=False)
-    with pytest.raises(RuntimeError, match="masoudnickparvar/brain-tumor-mri-dataset.*data_dir"):
-        data.load_dataset("brain_mri", None)
+    with pytest.raises(RuntimeError, match=f"{slug}.*data_dir"):
+        data.load_dataset(dataset, None)
 
 
 def test_environment_variable_is_used(monkeypatch, healthy_tumor_dir):
