@@ -88,9 +88,3 @@ def make_dataset(
     if training and augment is not None:
         dataset = dataset.map(augment, num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)
-
-
-def load_image(path: str, image_size: Sequence[int]) -> tf.Tensor:
-    """One image as the pipeline sees it, as a float32 batch of one (for prediction)."""
-    image = decode_and_resize(tf.constant(str(path)), tuple(image_size))
-    return tf.cast(image, tf.float32)[tf.newaxis]

@@ -1,4 +1,4 @@
-"""Notebook set-up helpers: seeding, library versions, and where the notebook runs.
+"""Notebook set-up helpers: seeding and library versions.
 
 Defined in chapter "Brain MRI: the data" (notebooks/brain_01_data.ipynb).
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
-import sys
 
 
 def seed_everything(seed: int) -> None:
@@ -37,8 +36,3 @@ def print_versions() -> None:
     for name, version in library_versions().items():
         print(f"{name:>14}: {version}")
     print(f"{'keras backend':>14}: {keras.backend.backend()}")
-
-
-def in_colab() -> bool:
-    """True inside Google Colab."""
-    return "google.colab" in sys.modules
