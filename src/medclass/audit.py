@@ -1,6 +1,7 @@
 """Leakage audit: exact and near-duplicate images, grouped so that a split keeps them together.
 
-Defined in chapter "Auditing the data for leakage" (notebooks/data_audit.ipynb).
+Defined in chapter "Brain MRI: the data" (notebooks/brain_01_data.ipynb), section "Duplicates,
+and why the split is grouped"; the skin-lesion data chapter uses it too.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from PIL import Image
 # Two images whose 256-bit perceptual hashes differ in at most this many bits are treated as
 # copies of one another. Chosen from the data: on the Brain Tumor MRI dataset the distance from
 # each image to its nearest neighbour is bimodal, copies at 0-10 bits, distinct slices mostly at
-# 16-70, with the valley at 10-14 (chapter "Auditing the data for leakage").
+# 16-70, with the valley at 10-14 (the histogram in notebooks/brain_01_data.ipynb).
 NEAR_DUPLICATE_BITS = 12
 
-# Popcount of every byte value, to count differing bits between 64-bit hashes.
+# Popcount of every byte value, to count differing bits between packed hashes.
 _BIT_COUNTS = np.array([bin(value).count("1") for value in range(256)], dtype=np.uint8)
 
 
@@ -41,17 +42,21 @@ def hamming_distances(hashes: np.ndarray, others: np.ndarray) -> np.ndarray:
     return _BIT_COUNTS[xor].sum(axis=-1, dtype=np.uint16)
 
 
-def close_pairs(hashes: np.ndarray, max_distance: int, chunk: int = 128) -> pd.DataFrame:
+def _distance_blocks(hashes: np.ndarray, chunk: int = 128):
+    """Yield ``(start, block)``: rows ``start:start+chunk`` of the all-pairs distance matrix."""
+    for start in range(0, len(hashes), chunk):
+        yield start, hamming_distances(hashes[start : start + chunk], hashes)
+
+
+def close_pairs(hashes: np.ndarray, max_distance: int) -> pd.DataFrame:
     """Every pair ``(first, second)``, first < second, at most ``max_distance`` bits apart."""
     firsts, seconds, distances = [], [], []
-    for start in range(0, len(hashes), chunk):
-        block = hamming_distances(hashes[start : start + chunk], hashes)
+    for start, block in _distance_blocks(hashes):
         rows, columns = np.nonzero(block <= max_distance)
-        rows = rows + start
-        keep = rows < columns
-        firsts.append(rows[keep])
+        keep = rows + start < columns
+        firsts.append(rows[keep] + start)
         seconds.append(columns[keep])
-        distances.append(block[rows[keep] - start, columns[keep]])
+        distances.append(block[rows[keep], columns[keep]])
     return pd.DataFrame(
         {
             "first": np.concatenate(firsts),
@@ -61,13 +66,12 @@ def close_pairs(hashes: np.ndarray, max_distance: int, chunk: int = 128) -> pd.D
     )
 
 
-def nearest_neighbour_distances(hashes: np.ndarray, chunk: int = 128) -> np.ndarray:
+def nearest_neighbour_distances(hashes: np.ndarray) -> np.ndarray:
     """For each image, the Hamming distance to its most similar other image."""
     nearest = np.empty(len(hashes), dtype=np.uint16)
-    for start in range(0, len(hashes), chunk):
-        block = hamming_distances(hashes[start : start + chunk], hashes)
+    for start, block in _distance_blocks(hashes):
         block[np.arange(len(block)), np.arange(start, start + len(block))] = np.iinfo(np.uint16).max
-        nearest[start : start + chunk] = block.min(axis=1)
+        nearest[start : start + len(block)] = block.min(axis=1)
     return nearest
 
 

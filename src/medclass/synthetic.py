@@ -129,15 +129,17 @@ def write_synthetic_brain_mri(
         source = written[source_index]
         other_subset = "Training" if source.parts[0] == "Testing" else "Testing"
         relpath = Path(other_subset) / source.parts[1] / f"copy_{copy_index:03d}_of_{source.stem}.jpg"
-        image, mask = Image.open(root / source), Image.open(root / "masks" / source.with_suffix(".png"))
-        if copy_index % 2 == 0:
-            (root / relpath).write_bytes((root / source).read_bytes())
-            _save(root, relpath, None, mask)
-        else:
-            smaller = (int(size * 0.8), int(size * 0.8))
-            _save(
-                root, relpath, image.resize(smaller, Image.LANCZOS), mask.resize(smaller, Image.NEAREST), 80
-            )
+        with (
+            Image.open(root / source) as image,
+            Image.open(root / "masks" / source.with_suffix(".png")) as mask,
+        ):
+            if copy_index % 2 == 0:
+                _save(root, relpath, None, mask)  # creates the folders first
+                (root / relpath).write_bytes((root / source).read_bytes())
+            else:
+                smaller = (int(size * 0.8), int(size * 0.8))
+                resized = image.resize(smaller, Image.LANCZOS)
+                _save(root, relpath, resized, mask.resize(smaller, Image.NEAREST), quality=80)
     (root / "SYNTHETIC.txt").write_text(
         f"Synthetic brain-MRI phantoms written by medclass.synthetic (n={n_images}, seed={seed}, "
         f"{n_copies} planted copies).\n"

@@ -1,8 +1,9 @@
 """Deterministic synthetic dermatoscopy-like images in the HAM10000 layout, for the demo profile.
 
-Defined in chapter "Skin lesions: the data" (planned). Seven classes differ in colour, border
-irregularity, texture and size; each synthetic lesion is photographed several times (rotated,
-shifted, relit), so that a split must group images by ``lesion_id`` as on the real data.
+Defined in chapter "Skin lesions: the data" (notebooks/skin_01_data.ipynb). Seven classes differ
+in colour, border irregularity, texture and size; each synthetic lesion is photographed several
+times (rotated, shifted, relit), so that a split must group images by ``lesion_id`` as on the
+real data.
 """
 
 from __future__ import annotations
