@@ -50,6 +50,21 @@ def test_label_mixing_refuses_binary_tasks_and_unknown_policies():
         augment.make_augmentation("autoaugment", seed=0, num_classes=2)
 
 
+def test_policies_compose_with_mixing_last(batch):
+    images, labels = batch
+    mixed_images, mixed_labels = augment.make_augmentation("flips+cutmix", seed=1, num_classes=6)(
+        images, labels
+    )
+    assert mixed_labels.shape == (6, 6)
+    one_hot = tf.one_hot(labels, 6)
+    _, from_one_hot = augment.make_augmentation("mild+mixup", seed=1, num_classes=6)(images, one_hot)
+    np.testing.assert_allclose(from_one_hot.numpy().sum(axis=1), 1, atol=1e-5)
+    with pytest.raises(ValueError, match="as the last policy"):
+        augment.make_augmentation("mixup+flips", seed=0, num_classes=6)
+    with pytest.raises(ValueError, match="at most one"):
+        augment.make_augmentation("mixup+cutmix", seed=0, num_classes=6)
+
+
 def test_every_keras_cv_layer_has_a_keras_equivalent():
     import inspect
 
@@ -71,7 +86,9 @@ def test_every_policy_runs_inside_a_training_pipeline(tmp_path, policy):
     train_images, train_labels = next(iter(train_ds))
     val_images, val_labels = next(iter(val_ds))
     assert train_images.shape == (4, 32, 32, 3)
-    assert train_labels.shape == ((4, 3) if policy in augment.LABEL_MIXING else (4,))
-    assert val_labels.shape == (4,), "validation data is never augmented"
+    assert train_labels.shape == val_labels.shape == (4, 3), "multi-class labels are one-hot rows"
+    np.testing.assert_array_equal(
+        np.sort(val_labels.numpy(), axis=1)[:, -1], 1, "validation data is never mixed"
+    )
     plain = next(iter(pipeline.make_dataset(frame, classes, (32, 32), 4)))[0]
     np.testing.assert_array_equal(val_images.numpy(), plain.numpy())

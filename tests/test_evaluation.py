@@ -46,6 +46,39 @@ def test_interval_narrows_with_more_data():
     assert width(2000) < width(100) / 2
 
 
+def test_grouped_bootstrap_resamples_whole_lesions():
+    rng = np.random.default_rng(2)
+    # 100 lesions, 5 photographs each, all right or all wrong together.
+    lesion_right = rng.uniform(size=100) < 0.8
+    y = np.repeat(rng.integers(0, 2, 100), 5)
+    p = np.where(np.repeat(lesion_right, 5), y, 1 - y).astype(float)
+    groups = np.repeat(np.arange(100), 5)
+    _, low_i, high_i = evaluation.bootstrap_interval(metrics.accuracy_score, y, p)
+    _, low_g, high_g = evaluation.bootstrap_interval(metrics.accuracy_score, y, p, groups=groups)
+    assert high_g - low_g > 1.8 * (high_i - low_i), "500 images of 100 lesions carry 100 draws' worth"
+
+
+def test_multiclass_headline_metrics_match_sklearn():
+    rng = np.random.default_rng(3)
+    y_true = rng.integers(0, 4, 400)
+    logits = np.eye(4)[y_true] * 1.5 + rng.normal(0, 1, (400, 4))
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    table = evaluation.headline_metrics(y_true, probabilities, groups=np.arange(400) // 2)
+    predicted = probabilities.argmax(axis=1)
+    assert table.loc["macro-F1", "value"] == pytest.approx(
+        metrics.f1_score(y_true, predicted, average="macro")
+    )
+    assert table.loc["weighted-F1", "value"] == pytest.approx(
+        metrics.f1_score(y_true, predicted, average="weighted")
+    )
+    assert table.loc["ROC-AUC (macro, one-vs-rest)", "value"] == pytest.approx(
+        metrics.roc_auc_score(y_true, probabilities, multi_class="ovr")
+    )
+    assert (table["ci_low"] < table["value"]).all() and (table["value"] < table["ci_high"]).all()
+    figure = evaluation.plot_roc(y_true, probabilities, class_names=["a", "b", "c", "d"])
+    assert len([line for line in figure.axes[0].lines if line.get_label() != "chance"]) == 4
+
+
 def test_multiclass_predictions_and_report():
     probabilities = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.5, 0.4, 0.1]])
     y_true = np.array([0, 1, 2, 1])
@@ -78,3 +111,6 @@ def test_figures_render(predictions):
         if line.get_label() == "fine-tuning starts"
     ]
     assert boundary and boundary[0].get_xdata()[0] == 2.5
+    stages = history.assign(phase=["frozen", "fine-tune 1", "fine-tune 2"])
+    labels = [line.get_label() for line in evaluation.plot_history(stages).axes[0].lines]
+    assert "fine-tune 1 starts" in labels and "fine-tune 2 starts" in labels

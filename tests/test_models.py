@@ -18,7 +18,7 @@ def test_caffe_and_tf_preprocessing_match_keras():
     np.testing.assert_allclose(
         scaled, keras.applications.mobilenet_v2.preprocess_input(images.copy()), atol=1e-5
     )
-    with pytest.raises(ValueError, match="Unknown preprocessing mode"):
+    with pytest.raises(ValueError, match="Unknown preprocessing mode 'torch'"):
         models.BackbonePreprocessing("torch")
 
 
@@ -53,15 +53,37 @@ def test_failed_imagenet_download_says_how_to_fix(monkeypatch):
         models.build_classifier("mobilenet_v2", "imagenet", (96, 96), 2, alpha=0.35)
 
 
-def test_unfreeze_top_keeps_batch_norm_frozen():
-    _, base = models.build_classifier("resnet50", None, (64, 64), 2)
-    trainable = models.unfreeze_top(base, 20)
-    top = base.layers[-20:]
-    assert trainable == sum(not isinstance(layer, keras.layers.BatchNormalization) for layer in top)
-    assert not any(layer.trainable for layer in base.layers[:-20])
-    assert not any(
-        layer.trainable for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)
-    )
+@pytest.mark.parametrize(
+    "backbone, n_blocks, top_block",
+    [("resnet50", 16, "conv5_block3"), ("mobilenet_v2", 17, "block_16"), ("efficientnet_b0", 16, "block7a")],
+)
+def test_unfreezing_counts_blocks_and_keeps_batch_norm_frozen(backbone, n_blocks, top_block):
+    _, base = models.build_classifier(backbone, None, (64, 64), 2, alpha=0.35)
+    blocks = models.backbone_blocks(base)
+    assert blocks[0][0] == "stem" and len(blocks) - 1 == n_blocks
+    assert sum(len(layers) for _, layers in blocks) == len(base.layers)
+    unfrozen = models.unfreeze_top_blocks(base, 2)
+    assert unfrozen[0] == top_block and len(unfrozen) == 2
+    top_layers = {id(layer) for _, layers in blocks[-2:] for layer in layers}
+    for layer in base.layers:
+        is_batch_norm = isinstance(layer, keras.layers.BatchNormalization)
+        assert layer.trainable == (id(layer) in top_layers and not is_batch_norm), layer.name
+    assert any(layer.trainable for layer in base.layers)
+    with pytest.raises(ValueError, match=f"has {n_blocks} blocks"):
+        models.unfreeze_top_blocks(base, n_blocks + 1)
+
+
+def test_efficientnet_sizes_and_its_own_normalisation():
+    assert models.image_size_for("efficientnet_b4") == (380, 380)
+    assert models.image_size_for("efficientnet_b4", 260) == (260, 260)
+    assert models.image_size_for("resnet50", None) == (224, 224)
+    with pytest.raises(ValueError, match="too small"):
+        models.image_size_for("resnet50", 16)
+    model, base = models.build_classifier("efficientnet_b0", None, 64, 7)
+    assert [type(layer).__name__ for layer in base.layers[1:3]] == ["Rescaling", "Normalization"]
+    images = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    np.testing.assert_array_equal(models.BackbonePreprocessing("none")(images), images)
+    assert model.output.shape == (None, 7)
 
 
 @requires_mobilenet_weights()

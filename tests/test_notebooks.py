@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 import yaml
 
@@ -33,7 +34,10 @@ VOCABULARY = {
     # case-study extras
     "synthetic",
     "alpha",
-    "unfreeze_layers",
+    "augmentation",
+    "unfreeze_blocks",
+    "imbalance",
+    "cache_features",
 }
 
 
@@ -109,11 +113,23 @@ def test_links_are_derived_from_config():
 
 
 def test_profiles_only_set_known_parameters():
-    known = parameters_of(nbformat.read(NOTEBOOKS[0], as_version=4))
+    known = set(parameters_of(nbformat.read(NOTEBOOKS[0], as_version=4)))
+    prefixes = {path.stem.split("_", 1)[0] for path in NOTEBOOKS}
     for profile in (ROOT / "notebooks" / "profiles").glob("*.yaml"):
         values = yaml.safe_load(profile.read_text())
-        assert set(values) <= set(known), f"{profile.name}: {set(values) - set(known)}"
+        sections = {key for key, value in values.items() if isinstance(value, dict)}
+        assert sections <= prefixes, f"{profile.name}: sections {sections - prefixes} match no notebook"
+        for section in [values, *(values[name] for name in sections)]:
+            keys = set(section) - sections
+            assert keys <= known, f"{profile.name}: {keys - known}"
     assert {p.stem for p in (ROOT / "notebooks" / "profiles").glob("*.yaml")} >= {"demo", "cpu", "full"}
+
+
+def test_case_study_sections_override_shared_keys():
+    profile = {"seed": 1, "backbone": "resnet50", "skin": {"backbone": "efficientnet_b0", "seed": 2}}
+    assert book.parameters_for(profile, "skin_02_training") == {"seed": 2, "backbone": "efficientnet_b0"}
+    assert book.parameters_for(profile, "brain_02_training") == {"seed": 1, "backbone": "resnet50"}
+    assert book.parameters_for(profile, "augmentation") == {"seed": 1, "backbone": "resnet50"}
 
 
 def test_toc_lists_existing_files_and_every_notebook():
@@ -194,3 +210,23 @@ def test_book_builds_without_warnings_and_shows_the_parts(demo_book):
         assert "mybinder.org/v2/gh/" in page and "btn-download-source-button" in page
     references = (build_dir / "html" / "book" / "references.html").read_text().lower()
     assert "deep residual learning for image recognition" in references
+
+
+@pytest.mark.slow
+def test_both_case_studies_export_a_model_that_loads_safely(demo_book):
+    from mlflow.tracking import MlflowClient
+
+    from medclass import tracking, training
+
+    outputs = ROOT / book.parameters_for(book.read_profile("demo"), "brain")["output_dir"]
+    image = np.random.default_rng(0).uniform(0, 255, (1, 90, 120, 3)).astype("float32")
+    for dataset, width in (("brain_mri", 1), ("ham10000", 7)):
+        model, info = training.load_model(outputs / dataset)
+        assert {"class_names", "image_size", "backbone", "threshold", "manifest_sha256"} <= set(info)
+        assert model(image).shape == (1, width), "any image size in, probabilities out"
+        run = MlflowClient(tracking.tracking_uri(outputs)).get_run(info["mlflow_run_id"])
+        assert run.info.status == "FINISHED"
+        assert "test_accuracy" in run.data.metrics, "the evaluation chapter logged to the training run"
+    executed = nbformat.read(demo_book[0] / "executed" / "demo" / "skin_03_evaluation.ipynb", as_version=4)
+    text = json.dumps([c.outputs for c in executed.cells if c.cell_type == "code"])
+    assert "Test results on synthetic images" in text and "macro-F1" in text

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
 
-from medclass import data, models, pipeline, splits, training
+from medclass import data, evaluation, models, pipeline, splits, training
 
 CLASS_NAMES = ["Healthy", "Tumor"]
 
@@ -25,9 +26,14 @@ def datasets(frame, size=(48, 48)):
     return train, val
 
 
+def small_model(num_classes=2):
+    return models.build_classifier("mobilenet_v2", None, (48, 48), num_classes, alpha=0.35)
+
+
 def test_two_phases_write_model_history_and_sidecar(tiny_split, tmp_path):
-    model, base = models.build_classifier("mobilenet_v2", None, (48, 48), 2, alpha=0.35)
+    model, base = small_model()
     train_ds, val_ds = datasets(tiny_split)
+    recipe = training.Recipe(epochs_frozen=2, epochs_finetune=2, unfreeze_blocks=3)
     result = training.train_two_phase(
         model,
         base,
@@ -35,10 +41,7 @@ def test_two_phases_write_model_history_and_sidecar(tiny_split, tmp_path):
         val_ds,
         tmp_path,
         num_classes=2,
-        epochs_frozen=2,
-        epochs_finetune=2,
-        learning_rate=1e-3,
-        unfreeze_layers=10,
+        recipe=recipe,
         metadata={"class_names": CLASS_NAMES},
     )
     history = pd.read_csv(result.history_path)
@@ -47,11 +50,154 @@ def test_two_phases_write_model_history_and_sidecar(tiny_split, tmp_path):
     assert {"loss", "val_loss", "accuracy", "val_accuracy", "lr"} <= set(history.columns)
     assert history.loc[2, "lr"] == pytest.approx(1e-4)
     assert not (tmp_path / "work").exists()
+    assert isinstance(model.optimizer, keras.optimizers.AdamW)
 
     loaded, info = training.load_model(tmp_path)
-    assert info == {"class_names": CLASS_NAMES}
+    assert info == {"class_names": CLASS_NAMES, "mlflow_run_id": None}
     images = next(iter(val_ds))[0]
     np.testing.assert_allclose(loaded(images), result.model(images), atol=1e-5)
+
+
+def test_progressive_unfreezing_splits_the_fine_tuning_epochs():
+    recipe = training.Recipe(epochs_frozen=3, epochs_finetune=5, unfreeze_blocks=[2, 4, 8])
+    phases = recipe.phases()
+    assert [(p.name, p.epochs, p.unfreeze_blocks) for p in phases] == [
+        ("frozen", 3, 0),
+        ("fine-tune 1", 1, 2),
+        ("fine-tune 2", 2, 4),
+        ("fine-tune 3", 2, 8),
+    ]
+    with pytest.raises(ValueError, match="must not decrease"):
+        training.Recipe(epochs_finetune=4, unfreeze_blocks=[4, 2])
+    with pytest.raises(ValueError, match="fewer than the 3 unfreezing stages"):
+        training.Recipe(epochs_finetune=2, unfreeze_blocks=[1, 2, 3])
+
+
+def test_multiclass_focal_loss_and_cached_features(tmp_path):
+    """Seven classes, one-hot labels, focal loss, phase 1 on cached features, three stages."""
+    from medclass.synthetic_skin import write_synthetic_ham10000
+
+    frame = data.load_dataset("ham10000", write_synthetic_ham10000(tmp_path / "skin", n_lesions=70, seed=1))
+    frame = splits.split_frame(frame, val_fraction=0.2, test_fraction=0.2, seed=0)
+    names = list(data.dataset_info("ham10000").class_names)
+    train = pipeline.make_dataset(frame[frame.split == "train"], names, (48, 48), 16, training=True)
+    plain = pipeline.make_dataset(frame[frame.split == "train"], names, (48, 48), 16)
+    val = pipeline.make_dataset(frame[frame.split == "val"], names, (48, 48), 16)
+    model, base = small_model(num_classes=7)
+    recipe = training.Recipe(
+        epochs_frozen=3, epochs_finetune=2, unfreeze_blocks=[1, 3], loss="focal", cache_features=True
+    )
+    weights = training.balanced_class_weight(frame.loc[frame.split == "train", "label"], names)
+    result = training.train_two_phase(
+        model, base, train, val, tmp_path / "run", 7, recipe, class_weight=weights, plain_train_ds=plain
+    )
+    assert result.history["phase"].tolist() == ["frozen"] * 3 + ["fine-tune 1", "fine-tune 2"]
+    assert isinstance(model.loss, keras.losses.CategoricalFocalCrossentropy)
+    # The best epoch of the whole run is what was kept; validation loss is class-weighted too.
+    y_true, probabilities = evaluation.predict_probabilities(model, val)
+    sample_weight = np.array([weights[label] for label in y_true])
+    val_loss = keras.losses.CategoricalFocalCrossentropy()(np.eye(7)[y_true], probabilities, sample_weight)
+    assert float(val_loss) == pytest.approx(result.history["val_loss"].min(), rel=1e-3)
+
+
+def test_cached_features_need_the_plain_training_data(tiny_split, tmp_path):
+    model, base = small_model()
+    train_ds, val_ds = datasets(tiny_split)
+    recipe = training.Recipe(epochs_frozen=1, epochs_finetune=0, cache_features=True)
+    with pytest.raises(ValueError, match="needs plain_train_ds"):
+        training.train_two_phase(model, base, train_ds, val_ds, tmp_path, 2, recipe)
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stops training like a Ctrl-C or a lost Colab runtime, at the start of one epoch."""
+
+    def __init__(self, at_epoch):
+        super().__init__()
+        self.at_epoch = at_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at_epoch:
+            raise KeyboardInterrupt(f"interrupted at epoch {epoch}")
+
+
+class EpochCounter(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(tiny_split, tmp_path):
+    train_ds, val_ds = datasets(tiny_split)
+    recipe = training.Recipe(epochs_frozen=2, epochs_finetune=3, unfreeze_blocks=2, patience=10)
+    model, base = small_model()
+    first = EpochCounter()
+    with pytest.raises(KeyboardInterrupt):
+        training.train_two_phase(
+            model,
+            base,
+            train_ds,
+            val_ds,
+            tmp_path,
+            2,
+            recipe,
+            callbacks=[Interrupt(at_epoch=3), first],
+            tracking_dir=tmp_path,
+        )
+    assert first.epochs == [0, 1, 2], "two frozen epochs and one fine-tuning epoch ran"
+    assert not (tmp_path / "model.keras").exists(), "nothing is published by an unfinished run"
+    state = json.loads((tmp_path / "work" / "state.json").read_text())
+    assert state["done"] == ["frozen"]
+
+    # A new session: the model is built again from scratch, the same call resumes.
+    model, base = small_model()
+    second = EpochCounter()
+    result = training.train_two_phase(
+        model, base, train_ds, val_ds, tmp_path, 2, recipe, callbacks=[second], tracking_dir=tmp_path
+    )
+    assert second.epochs == [3, 4], "only the epochs that had not run"
+    assert result.resumed_phases == ["frozen"]
+    assert result.history["epoch"].tolist() == [1, 2, 3, 4, 5]
+    assert result.history["phase"].tolist() == ["frozen"] * 2 + ["fine-tune"] * 3
+    assert result.mlflow_run_id == state["mlflow_run_id"], "the same MLflow run continues"
+    from mlflow.tracking import MlflowClient
+
+    from medclass.tracking import tracking_uri
+
+    client = MlflowClient(tracking_uri(tmp_path))
+    assert client.get_run(result.mlflow_run_id).info.status == "FINISHED"
+    steps = sorted(p.step for p in client.get_metric_history(result.mlflow_run_id, "val_loss"))
+    assert steps == [1, 2, 3, 4, 5], "each epoch logged once, before and after the interruption"
+
+
+def test_a_changed_recipe_starts_afresh(tiny_split, tmp_path):
+    train_ds, val_ds = datasets(tiny_split)
+    model, base = small_model()
+    with pytest.raises(KeyboardInterrupt):
+        training.train_two_phase(
+            model,
+            base,
+            train_ds,
+            val_ds,
+            tmp_path,
+            2,
+            training.Recipe(epochs_frozen=2, epochs_finetune=1),
+            callbacks=[Interrupt(at_epoch=2)],
+        )
+    counter = EpochCounter()
+    result = training.train_two_phase(
+        model,
+        base,
+        train_ds,
+        val_ds,
+        tmp_path,
+        2,
+        training.Recipe(epochs_frozen=2, epochs_finetune=1, learning_rate=5e-4),
+        callbacks=[counter],
+    )
+    assert counter.epochs == [0, 1, 2] and result.resumed_phases == []
 
 
 def test_a_failed_run_keeps_the_previous_model(tiny_split, tmp_path):
@@ -59,37 +205,23 @@ def test_a_failed_run_keeps_the_previous_model(tiny_split, tmp_path):
     (tmp_path / "model.json").write_text(json.dumps({"good": True}))
     broken = tiny_split.copy()
     broken.loc[broken.split == "val", "path"] = "/nonexistent/image.jpg"
-    model, base = models.build_classifier("mobilenet_v2", None, (48, 48), 2, alpha=0.35)
+    model, base = small_model()
     train_ds, val_ds = datasets(broken)
     with pytest.raises(Exception, match="nonexistent"):
         training.train_two_phase(
-            model,
-            base,
-            train_ds,
-            val_ds,
-            tmp_path,
-            num_classes=2,
-            epochs_frozen=1,
-            epochs_finetune=0,
-            learning_rate=1e-3,
-            unfreeze_layers=0,
+            model, base, train_ds, val_ds, tmp_path, 2, training.Recipe(epochs_frozen=1, epochs_finetune=0)
         )
     assert (tmp_path / "model.keras").read_bytes() == b"the good model"
     assert json.loads((tmp_path / "model.json").read_text()) == {"good": True}
 
 
-def test_bad_training_parameters(tiny_split, tmp_path):
-    model, base = models.build_classifier("mobilenet_v2", None, (48, 48), 2, alpha=0.35)
-    train_ds, val_ds = datasets(tiny_split)
-    common = dict(num_classes=2, learning_rate=1e-3, unfreeze_layers=0)
+def test_bad_training_parameters():
     with pytest.raises(ValueError, match="nothing to train"):
-        training.train_two_phase(
-            model, base, train_ds, val_ds, tmp_path, epochs_frozen=0, epochs_finetune=0, **common
-        )
+        training.Recipe(epochs_frozen=0, epochs_finetune=0)
     with pytest.raises(ValueError, match="epochs_frozen=-1"):
-        training.train_two_phase(
-            model, base, train_ds, val_ds, tmp_path, epochs_frozen=-1, epochs_finetune=1, **common
-        )
+        training.Recipe(epochs_frozen=-1, epochs_finetune=1)
+    with pytest.raises(ValueError, match="loss='dice'"):
+        training.Recipe(loss="dice")
 
 
 def test_missing_model_names_the_notebook(tmp_path):

@@ -97,26 +97,35 @@ def _image_layers(policy: str, seed: int) -> list:
 
 
 def make_augmentation(policy: str, seed: int, num_classes: int) -> Callable:
-    """The batch function for ``policy``; MixUp and CutMix also turn labels into mixed one-hots."""
-    if policy not in POLICIES:
-        raise ValueError(f"Unknown augmentation policy {policy!r}; choose one of {POLICIES}.")
-    if policy in LABEL_MIXING:
-        if num_classes < 3:
-            raise ValueError(f"{policy} mixes class labels; use it for multi-class tasks, not binary ones.")
-        mixer = keras_cv.layers.MixUp(seed=seed) if policy == "mixup" else keras_cv.layers.CutMix(seed=seed)
-
-        def mix(images, labels):
-            one_hot = tf.one_hot(tf.cast(labels, tf.int32), num_classes)
-            mixed = mixer({"images": images, "labels": one_hot}, training=True)
-            return mixed["images"], mixed["labels"]
-
-        return _built(mix)
-    stack = _image_layers(policy, seed)
+    """The batch function for ``policy``: one name of ``POLICIES``, or several joined by "+"
+    and applied in order ("flips+cutmix"). MixUp and CutMix, which must come last, turn labels
+    into mixed one-hots."""
+    names = policy.split("+")
+    for name in names:
+        if name not in POLICIES:
+            raise ValueError(f"Unknown augmentation policy {name!r}; choose from {POLICIES}, joined by '+'.")
+    mixing = [name for name in names if name in LABEL_MIXING]
+    if mixing and (len(mixing) > 1 or names[-1] not in LABEL_MIXING):
+        raise ValueError(f"In {policy!r}, use at most one of {sorted(LABEL_MIXING)}, as the last policy.")
+    if mixing and num_classes < 3:
+        raise ValueError(f"{mixing[0]} mixes class labels; use it for multi-class tasks, not binary ones.")
+    stack = [layer for name in names if name not in LABEL_MIXING for layer in _image_layers(name, seed)]
+    mixer = None
+    if mixing:
+        mixer = (
+            keras_cv.layers.MixUp(seed=seed) if mixing[0] == "mixup" else keras_cv.layers.CutMix(seed=seed)
+        )
 
     def transform(images, labels):
         for layer in stack:
             images = layer(images, training=True)
-        return tf.clip_by_value(images, *VALUE_RANGE), labels
+        images = tf.clip_by_value(images, *VALUE_RANGE)
+        if mixer is not None:
+            if labels.shape.rank == 1:
+                labels = tf.one_hot(tf.cast(labels, tf.int32), num_classes)
+            mixed = mixer({"images": images, "labels": tf.cast(labels, tf.float32)}, training=True)
+            images, labels = mixed["images"], mixed["labels"]
+        return images, labels
 
     return _built(transform)
 
@@ -136,7 +145,7 @@ def plot_policies(images, labels, policies, seed: int, num_classes: int, class_n
     rows = [("original", images, None)]
     for policy in policies:
         changed, mixed = make_augmentation(policy, seed, num_classes)(images, labels)
-        rows.append((policy, changed, mixed if policy in LABEL_MIXING else None))
+        rows.append((policy, changed, mixed if policy.split("+")[-1] in LABEL_MIXING else None))
     n_images = images.shape[0]
     figure, axes = plt.subplots(len(rows), n_images, figsize=(1.9 * n_images, 2.0 * len(rows)), squeeze=False)
     for row, (policy, batch, mixed) in enumerate(rows):

@@ -96,12 +96,20 @@ def link_problems(notebook: Path, fix: bool = False) -> list[str]:
 
 
 def read_profile(profile: str) -> dict:
-    """The parameters of ``notebooks/profiles/<profile>.yaml``."""
+    """The contents of ``notebooks/profiles/<profile>.yaml``: shared keys, and per-case sections."""
     path = PROFILES_DIR / f"{profile}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
         raise SystemExit(f"No profile {profile!r} ({path} is missing); choose one of {known}.")
     return yaml.safe_load(path.read_text()) or {}
+
+
+def parameters_for(profile: dict, notebook: str) -> dict:
+    """A notebook's parameters: the profile's shared keys, overridden by the section named by
+    the notebook's prefix (``brain:`` for ``brain_02_training``), when there is one."""
+    shared = {key: value for key, value in profile.items() if not isinstance(value, dict)}
+    section = profile.get(notebook.split("_", 1)[0])
+    return {**shared, **(section if isinstance(section, dict) else {})}
 
 
 def execute_notebook(source: Path, target: Path, parameters: dict) -> None:
@@ -191,17 +199,17 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
-    parameters = read_profile(args.profile)
+    profile = read_profile(args.profile)
     if args.data_dir:
-        parameters["data_dir"] = str(Path(args.data_dir).resolve())
+        profile["data_dir"] = str(Path(args.data_dir).resolve())
     build_dir = Path(args.build_dir).resolve()
     executed_dir = build_dir / "executed" / args.profile
-    print(f"profile {args.profile}: {parameters}", flush=True)
+    print(f"profile {args.profile}: {profile}", flush=True)
     started = time.perf_counter()
     for source in toc_notebooks():
         if args.only and source.stem not in args.only:
             continue
-        execute_notebook(source, executed_dir / source.name, parameters)
+        execute_notebook(source, executed_dir / source.name, parameters_for(profile, source.stem))
     print(f"executed all notebooks in {time.perf_counter() - started:.0f} s", flush=True)
     if not args.skip_html:
         stage_book(executed_dir, build_dir / "stage" / args.profile)

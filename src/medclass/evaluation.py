@@ -14,11 +14,15 @@ from sklearn import metrics
 
 
 def predict_probabilities(model, dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(labels, probabilities)`` for every batch of ``dataset``, in order."""
+    """Return ``(labels, probabilities)`` for every batch of ``dataset``, in order.
+
+    Labels come back as class indices, whether the dataset holds indices or one-hot rows.
+    """
     labels, probabilities = [], []
     for images, batch_labels in dataset:
-        probabilities.append(np.asarray(model(images, training=False)))
-        labels.append(np.asarray(batch_labels))
+        probabilities.append(np.asarray(model(images, training=False), dtype="float32"))
+        batch_labels = np.asarray(batch_labels)
+        labels.append(batch_labels.argmax(axis=1) if batch_labels.ndim == 2 else batch_labels)
     probabilities = np.concatenate(probabilities)
     if probabilities.shape[-1] == 1:
         probabilities = probabilities[:, 0]
@@ -39,15 +43,26 @@ def bootstrap_interval(
     n_resamples: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
+    groups: np.ndarray | None = None,
 ) -> tuple[float, float, float]:
-    """``(estimate, low, high)``: the metric and its percentile bootstrap interval over images."""
+    """``(estimate, low, high)``: the metric and its percentile bootstrap interval.
+
+    Resamples images, or with ``groups`` (a lesion or patient id per image) whole groups, so
+    that several photographs of one lesion count as one draw: images of one lesion are not
+    independent, and resampling them one by one would make the interval too narrow.
+    """
     rng = np.random.default_rng(seed)
     estimate = metric(y_true, y_score)
+    if groups is None:
+        members = [np.array([i]) for i in range(len(y_true))]
+    else:
+        _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+        members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
     values = []
     for _ in range(n_resamples):
-        index = rng.integers(0, len(y_true), len(y_true))
-        if len(np.unique(y_true[index])) < 2:
-            continue  # AUC is undefined on a one-class resample
+        index = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+        if len(np.unique(y_true[index])) < len(np.unique(y_true)):
+            continue  # a class went missing: AUC and balanced accuracy are undefined or shifted
         values.append(metric(y_true[index], y_score[index]))
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
@@ -55,9 +70,18 @@ def bootstrap_interval(
 
 
 def headline_metrics(
-    y_true: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5, seed: int = 0
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    threshold: float = 0.5,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Accuracy, balanced accuracy, sensitivity, specificity and ROC-AUC with 95% intervals."""
+    """The headline metrics with 95% bootstrap intervals (over ``groups`` when given).
+
+    Binary (a vector of P(positive)): accuracy, balanced accuracy, sensitivity, specificity,
+    ROC-AUC. Multi-class (one softmax row per image): accuracy, balanced accuracy, macro-F1,
+    weighted-F1 and the macro one-vs-rest ROC-AUC.
+    """
 
     def at_threshold(metric):
         return lambda labels, scores: metric(labels, predicted_labels(scores, threshold))
@@ -70,9 +94,19 @@ def headline_metrics(
         scores["sensitivity"] = at_threshold(lambda t, p: metrics.recall_score(t, p, pos_label=1))
         scores["specificity"] = at_threshold(lambda t, p: metrics.recall_score(t, p, pos_label=0))
         scores["ROC-AUC"] = metrics.roc_auc_score
+    else:
+        labels = np.arange(probabilities.shape[1])
+        scores["macro-F1"] = at_threshold(lambda t, p: metrics.f1_score(t, p, labels=labels, average="macro"))
+        scores["weighted-F1"] = at_threshold(
+            lambda t, p: metrics.f1_score(t, p, labels=labels, average="weighted")
+        )
+        if len(np.unique(y_true)) == probabilities.shape[1]:
+            scores["ROC-AUC (macro, one-vs-rest)"] = lambda t, p: metrics.roc_auc_score(
+                t, p, multi_class="ovr", average="macro", labels=labels
+            )
     rows = []
     for name, metric in scores.items():
-        estimate, low, high = bootstrap_interval(metric, y_true, probabilities, seed=seed)
+        estimate, low, high = bootstrap_interval(metric, y_true, probabilities, seed=seed, groups=groups)
         rows.append({"metric": name, "value": estimate, "ci_low": low, "ci_high": high})
     return pd.DataFrame(rows).set_index("metric")
 
@@ -114,29 +148,38 @@ def plot_confusion_matrix(y_true, probabilities, class_names, threshold=0.5, tit
     return figure
 
 
-def plot_roc(y_true, probabilities, title=""):
-    """ROC curve of a binary classifier, AUC in the legend."""
-    figure, axis = plt.subplots(figsize=(4.5, 4.2))
-    metrics.RocCurveDisplay.from_predictions(y_true, probabilities, ax=axis, name="model")
+def plot_roc(y_true, probabilities, title="", class_names=None):
+    """ROC curve of a binary classifier, or one-vs-rest curves per class; AUCs in the legend."""
+    figure, axis = plt.subplots(figsize=(5.2, 4.6))
+    if probabilities.ndim == 1:
+        metrics.RocCurveDisplay.from_predictions(y_true, probabilities, ax=axis, name="model")
+    else:
+        names = class_names or [str(i) for i in range(probabilities.shape[1])]
+        for index, name in enumerate(names):
+            if (y_true == index).any() and not (y_true == index).all():
+                metrics.RocCurveDisplay.from_predictions(
+                    y_true == index, probabilities[:, index], ax=axis, name=name
+                )
     axis.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
     axis.set_title(title or "ROC curve")
-    axis.legend(loc="lower right")
+    axis.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     return figure
 
 
 def plot_history(history: pd.DataFrame, title=""):
-    """Loss and accuracy per epoch, training vs validation, with the fine-tuning start marked."""
+    """Loss and accuracy per epoch, training vs validation, with each phase's start marked."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    starts = history.groupby("phase", sort=False)["epoch"].min().iloc[1:]
     for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
         axis.plot(history["epoch"], history[metric], marker="o", label="train")
         axis.plot(history["epoch"], history[f"val_{metric}"], marker="o", label="validation")
-        finetune = history.loc[history["phase"] == "fine-tune", "epoch"]
-        if len(finetune) and (history["phase"] == "frozen").any():
-            axis.axvline(finetune.min() - 0.5, color="grey", linestyle="--", label="fine-tuning starts")
+        for phase, first_epoch in starts.items():
+            label = "fine-tuning starts" if phase == "fine-tune" else f"{phase} starts"
+            axis.axvline(first_epoch - 0.5, color="grey", linestyle="--", label=label)
         axis.set_xlabel("epoch")
         axis.set_ylabel(metric)
-        axis.legend()
+        axis.legend(fontsize=8)
     figure.suptitle(title)
     figure.tight_layout()
     return figure

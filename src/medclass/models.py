@@ -1,22 +1,62 @@
 """Model factory: a pretrained backbone with its preprocessing inside and a small head.
 
-Defined in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb).
+Defined in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb); the
+EfficientNets and progressive unfreezing in "Skin lesions: training" (skin_02_training).
+Keras APIs only (``keras.ops``), so the same models run on the TensorFlow and JAX backends.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 from keras import layers, ops
 
-# Each backbone: its constructor and the input normalisation its ImageNet weights expect.
+
+@dataclass(frozen=True)
+class Backbone:
+    """A ``keras.applications`` constructor, the input normalisation its ImageNet weights
+    expect ("caffe", "tf", or "none" where the model normalises inside), and its input size."""
+
+    constructor: object
+    preprocessing: str
+    image_size: int
+
+
 BACKBONES = {
-    "resnet50": (keras.applications.ResNet50, "caffe"),
-    "mobilenet_v2": (keras.applications.MobileNetV2, "tf"),
+    "resnet50": Backbone(keras.applications.ResNet50, "caffe", 224),
+    "mobilenet_v2": Backbone(keras.applications.MobileNetV2, "tf", 224),
+    "efficientnet_b0": Backbone(keras.applications.EfficientNetB0, "none", 224),
+    "efficientnet_b1": Backbone(keras.applications.EfficientNetB1, "none", 240),
+    "efficientnet_b2": Backbone(keras.applications.EfficientNetB2, "none", 260),
+    "efficientnet_b3": Backbone(keras.applications.EfficientNetB3, "none", 300),
+    "efficientnet_b4": Backbone(keras.applications.EfficientNetB4, "none", 380),
 }
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+# The layer-name patterns that say which block a backbone layer belongs to.
+BLOCK_NAME = re.compile(r"^(conv\d_block\d+|block\d+[a-z]|block_\d+|expanded_conv)_")
+
+
+def backbone_spec(backbone: str) -> Backbone:
+    """The registry entry of ``backbone``, or an error listing the known names."""
+    if backbone not in BACKBONES:
+        raise ValueError(f"Unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}.")
+    return BACKBONES[backbone]
+
+
+def image_size_for(backbone: str, image_size: int | Sequence[int] | None = None) -> tuple[int, int]:
+    """``image_size`` as (height, width); None gives the size the backbone was trained at."""
+    if image_size is None:
+        image_size = backbone_spec(backbone).image_size
+    if isinstance(image_size, int):
+        image_size = (image_size, image_size)
+    height, width = (int(side) for side in image_size)
+    if min(height, width) < 32:
+        raise ValueError(f"image_size={image_size} is too small; use at least 32 pixels a side.")
+    return height, width
 
 
 @keras.saving.register_keras_serializable(package="medclass")
@@ -25,19 +65,22 @@ class BackbonePreprocessing(layers.Layer):
 
     ``mode="caffe"`` (ResNet50): RGB to BGR, then subtract the ImageNet channel means.
     ``mode="tf"`` (MobileNetV2): scale 0-255 pixels to [-1, 1].
+    ``mode="none"`` (EfficientNet, which rescales and normalises inside): pass 0-255 through.
     """
 
     def __init__(self, mode: str, **kwargs):
         super().__init__(**kwargs)
-        if mode not in {"caffe", "tf"}:
-            raise ValueError(f"Unknown preprocessing mode {mode!r}; use 'caffe' or 'tf'.")
+        if mode not in {"caffe", "tf", "none"}:
+            raise ValueError(f"Unknown preprocessing mode {mode!r}; use 'caffe', 'tf' or 'none'.")
         self.mode = mode
 
     def call(self, images):
         images = ops.cast(images, self.compute_dtype)
         if self.mode == "caffe":
             return ops.flip(images, axis=-1) - ops.convert_to_tensor(CAFFE_BGR_MEAN, self.compute_dtype)
-        return images / 127.5 - 1.0
+        if self.mode == "tf":
+            return images / 127.5 - 1.0
+        return images
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
@@ -47,9 +90,7 @@ def make_backbone(
     backbone: str, weights: str | None, image_size: Sequence[int], alpha: float = 1.0
 ) -> keras.Model:
     """Build a headless backbone with ``weights``: "imagenet", None, or a weights file path."""
-    if backbone not in BACKBONES:
-        raise ValueError(f"Unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}.")
-    constructor, _ = BACKBONES[backbone]
+    constructor = backbone_spec(backbone).constructor
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise FileNotFoundError(
             f"Weights file {weights} does not exist. Pass weights='imagenet' (needs network), "
@@ -73,44 +114,71 @@ def make_backbone(
 def build_classifier(
     backbone: str,
     weights: str | None,
-    image_size: Sequence[int],
+    image_size: int | Sequence[int] | None,
     num_classes: int,
     dropout: float = 0.3,
     alpha: float = 1.0,
 ) -> tuple[keras.Model, keras.Model]:
     """Return ``(model, backbone)``: raw 0-255 RGB images in, class probabilities out.
 
-    The model resizes any input to ``image_size`` and applies the backbone's own
-    preprocessing, so training, evaluation and the app all feed it plain pixels. The
-    backbone runs in inference mode (``training=False``), which keeps BatchNormalization
-    statistics frozen when its layers are later unfrozen for fine-tuning.
+    The model resizes any input to ``image_size`` (None: the backbone's own size) and applies
+    the backbone's own preprocessing, so training, evaluation and the app all feed it plain
+    pixels. The backbone runs in inference mode (``training=False``), which keeps
+    BatchNormalization statistics frozen when its layers are later unfrozen for fine-tuning.
+    The output layer computes in float32, so the model also trains under mixed precision.
     """
-    image_size = tuple(int(side) for side in image_size)
+    image_size = image_size_for(backbone, image_size)
+    if num_classes < 2:
+        raise ValueError(f"num_classes={num_classes}: a classifier needs at least 2 classes.")
     base = make_backbone(backbone, weights, image_size, alpha)
     base.trainable = False
     inputs = keras.Input(shape=(None, None, 3), name="image")
     x = layers.Resizing(*image_size, antialias=True, name="resize")(inputs)
-    x = BackbonePreprocessing(BACKBONES[backbone][1], name="preprocess")(x)
+    x = BackbonePreprocessing(backbone_spec(backbone).preprocessing, name="preprocess")(x)
     x = base(x, training=False)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     if num_classes == 2:
-        outputs = layers.Dense(1, activation="sigmoid", name="probability")(x)
+        outputs = layers.Dense(1, activation="sigmoid", dtype="float32", name="probability")(x)
     else:
-        outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+        outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=f"{backbone}_classifier"), base
 
 
-def unfreeze_top(backbone: keras.Model, n_layers: int) -> int:
-    """Make the top ``n_layers`` of ``backbone`` trainable, BatchNormalization excepted.
+def backbone_blocks(backbone: keras.Model) -> list[tuple[str, list]]:
+    """The backbone's layers grouped into its blocks, input to output: ``[(name, layers)]``.
 
-    Returns the number of layers left trainable.
+    Blocks are read from the layer names Keras gives them (``conv4_block2_...`` in ResNet50,
+    ``block6a_...`` in EfficientNet, ``block_13_...`` in MobileNetV2). Layers before the first
+    block form the "stem"; the final 1x1 convolution after the last block joins that block.
     """
-    if n_layers < 0:
-        raise ValueError(f"unfreeze_layers={n_layers} must be 0 or more.")
+    blocks: list[tuple[str, list]] = [("stem", [])]
+    for layer in backbone.layers:
+        match = BLOCK_NAME.match(layer.name)
+        if match and match.group(1) != blocks[-1][0]:
+            blocks.append((match.group(1), []))
+        blocks[-1][1].append(layer)
+    if len(blocks) == 1:
+        raise ValueError(
+            f"Found no blocks in {backbone.name}: its layer names match none of the known patterns."
+        )
+    return blocks
+
+
+def unfreeze_top_blocks(backbone: keras.Model, n_blocks: int) -> list[str]:
+    """Make the top ``n_blocks`` blocks of ``backbone`` trainable, BatchNormalization excepted.
+
+    Returns the names of the unfrozen blocks, top first.
+    """
+    blocks = backbone_blocks(backbone)[1:]
+    if not 0 <= n_blocks <= len(blocks):
+        raise ValueError(
+            f"unfreeze_blocks={n_blocks}: {backbone.name} has {len(blocks)} blocks; use 0 to {len(blocks)}."
+        )
     backbone.trainable = True
-    cut = len(backbone.layers) - n_layers
-    for index, layer in enumerate(backbone.layers):
+    unfrozen = blocks[len(blocks) - n_blocks :]
+    trainable_layers = {id(layer) for _, block in unfrozen for layer in block}
+    for layer in backbone.layers:
         is_batch_norm = isinstance(layer, layers.BatchNormalization)
-        layer.trainable = index >= cut and not is_batch_norm
-    return sum(layer.trainable for layer in backbone.layers)
+        layer.trainable = id(layer) in trainable_layers and not is_batch_norm
+    return [name for name, _ in reversed(unfrozen)]

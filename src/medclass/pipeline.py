@@ -67,16 +67,18 @@ def make_dataset(
     shuffled and passed through ``augment``, a batch function ``(images, labels) -> (images,
     labels)`` from :func:`medclass.augment.make_augmentation`; validation and test data stay
     untouched.
-    Binary tasks get float labels for a sigmoid output, multi-class tasks integer ones.
+    Binary tasks get float 0/1 labels for a sigmoid output, multi-class tasks one-hot float
+    rows for a softmax (what MixUp, CutMix and the focal loss need).
     """
     if frame.empty:
         raise ValueError("Cannot build a dataset from an empty DataFrame; check the split.")
     labels = label_indices(frame, class_names)
-    label_dtype = tf.float32 if len(class_names) == 2 else tf.int32
+    if len(class_names) == 2:
+        labels = tf.constant(labels, dtype=tf.float32)
+    else:
+        labels = tf.one_hot(labels, len(class_names), dtype=tf.float32)
     image_size = tuple(int(side) for side in image_size)
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (frame["path"].astype(str).tolist(), tf.constant(labels, dtype=label_dtype))
-    )
+    dataset = tf.data.Dataset.from_tensor_slices((frame["path"].astype(str).tolist(), labels))
     dataset = dataset.map(
         lambda path, label: (decode_and_resize(path, image_size), label), num_parallel_calls=AUTOTUNE
     ).cache(cache_location(frame, image_size, cache_dir))

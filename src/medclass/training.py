@@ -1,21 +1,97 @@
 """Two-phase transfer learning: train the head on a frozen backbone, then fine-tune its top.
 
-Defined in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb).
+Defined in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb); progressive
+unfreezing, the focal loss and MLflow tracking in "Skin lesions: training".
+
+A run survives interruption: each phase's epochs are backed up (``BackupAndRestore``) in
+``<run_dir>/work``, finished phases are recorded there, and calling :func:`train_two_phase`
+again with the same model, data and recipe resumes where the run stopped. Only a finished run
+replaces ``model.keras``, ``history.csv`` and ``model.json``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import shutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
 
-from medclass.models import unfreeze_top
+from medclass.models import unfreeze_top_blocks
+
+ARTIFACTS = ("model.keras", "history.csv", "model.json")
+
+
+@dataclass
+class Recipe:
+    """The knobs of a training run. Phase 2 runs at ``learning_rate * finetune_lr_factor``.
+
+    ``unfreeze_blocks`` is the number of top backbone blocks trained in phase 2, or a list for
+    progressive unfreezing: ``[2, 5, 9]`` splits the fine-tuning epochs into three stages that
+    unfreeze 2, then 5, then 9 blocks. ``loss`` is "crossentropy" or "focal" (focal
+    cross-entropy, which down-weights easy examples). ``cache_features`` trains phase 1 on the
+    frozen backbone's features computed once, instead of running the backbone every epoch.
+    """
+
+    epochs_frozen: int = 10
+    epochs_finetune: int = 10
+    learning_rate: float = 1e-3
+    finetune_lr_factor: float = 0.1
+    unfreeze_blocks: int | list[int] = 2
+    weight_decay: float = 1e-4
+    patience: int = 4
+    loss: str = "crossentropy"
+    cache_features: bool = False
+    jit_compile: bool = False
+
+    def __post_init__(self):
+        for name in ("epochs_frozen", "epochs_finetune", "patience"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be 0 or more.")
+        if self.epochs_frozen + self.epochs_finetune == 0:
+            raise ValueError("epochs_frozen and epochs_finetune are both 0: nothing to train.")
+        if self.loss not in ("crossentropy", "focal"):
+            raise ValueError(f"loss={self.loss!r}; use 'crossentropy' or 'focal'.")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate={self.learning_rate} must be positive.")
+        stages = self.stages()
+        if self.epochs_finetune and self.epochs_finetune < len(stages):
+            raise ValueError(
+                f"epochs_finetune={self.epochs_finetune} is fewer than the {len(stages)} unfreezing "
+                f"stages of unfreeze_blocks={self.unfreeze_blocks}; give each stage an epoch."
+            )
+        if any(later < earlier for earlier, later in zip(stages, stages[1:], strict=False)):
+            raise ValueError(f"unfreeze_blocks={self.unfreeze_blocks} must not decrease from stage to stage.")
+
+    def stages(self) -> list[int]:
+        blocks = self.unfreeze_blocks
+        return [int(n) for n in blocks] if isinstance(blocks, list | tuple) else [int(blocks)]
+
+    def phases(self) -> list[Phase]:
+        """The frozen phase, then one fine-tuning phase per unfreezing stage."""
+        phases = [Phase("frozen", self.epochs_frozen, self.learning_rate, 0)] if self.epochs_frozen else []
+        if self.epochs_finetune:
+            stages = self.stages()
+            share, extra = divmod(self.epochs_finetune, len(stages))
+            for index, blocks in enumerate(stages):
+                name = "fine-tune" if len(stages) == 1 else f"fine-tune {index + 1}"
+                epochs = share + (index >= len(stages) - extra)
+                phases.append(Phase(name, epochs, self.learning_rate * self.finetune_lr_factor, blocks))
+        return phases
+
+
+@dataclass
+class Phase:
+    name: str
+    epochs: int
+    learning_rate: float
+    unfreeze_blocks: int
 
 
 @dataclass
@@ -26,15 +102,38 @@ class TrainingResult:
     history: pd.DataFrame
     model_path: Path
     history_path: Path
+    mlflow_run_id: str | None = None
+    resumed_phases: list[str] = field(default_factory=list)
 
 
-def compile_for(model: keras.Model, num_classes: int, learning_rate: float) -> None:
-    """Compile with Adam, the right loss for binary or multi-class output, and accuracy + AUC."""
+def strategy_scope(model: keras.Model):
+    """The ``tf.distribute`` scope ``model`` was built in (a no-op on other backends)."""
+    strategy = getattr(model, "distribute_strategy", None)
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
+def compile_for(model: keras.Model, num_classes: int, learning_rate: float, recipe: Recipe) -> None:
+    """AdamW, cross-entropy or focal loss for a sigmoid or softmax output, accuracy (+ AUC).
+
+    The optimizer is made in the model's distribution scope, as ``tf.distribute`` requires.
+    """
+    with strategy_scope(model):
+        _compile(model, num_classes, learning_rate, recipe)
+
+
+def _compile(model: keras.Model, num_classes: int, learning_rate: float, recipe: Recipe) -> None:
+    optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=recipe.weight_decay)
     if num_classes == 2:
-        loss, metrics = "binary_crossentropy", ["accuracy", keras.metrics.AUC(name="auc")]
+        loss = keras.losses.BinaryFocalCrossentropy() if recipe.loss == "focal" else "binary_crossentropy"
+        metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
     else:
-        loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
+        loss = (
+            keras.losses.CategoricalFocalCrossentropy()
+            if recipe.loss == "focal"
+            else "categorical_crossentropy"
+        )
+        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=recipe.jit_compile)
 
 
 def balanced_class_weight(labels: pd.Series, class_names: list[str]) -> dict[int, float]:
@@ -46,7 +145,7 @@ def balanced_class_weight(labels: pd.Series, class_names: list[str]) -> dict[int
     }
 
 
-def _callbacks(checkpoint: keras.callbacks.ModelCheckpoint, patience: int) -> list:
+def _callbacks(model_checkpoint, patience: int) -> list:
     # The learning rate drops after half the patience, so that a phase gets a chance at the
     # lower rate before early stopping ends it.
     return [
@@ -54,21 +153,79 @@ def _callbacks(checkpoint: keras.callbacks.ModelCheckpoint, patience: int) -> li
         keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.3, patience=max(1, patience // 2), min_lr=1e-6
         ),
-        checkpoint,
+        model_checkpoint,
     ]
 
 
-def _restore(model: keras.Model, weights_path: Path) -> None:
-    """Load the best checkpoint; its optimizer state is not needed, so Keras's note about it is muted."""
+def _weights_of(labels, class_weight: dict[int, float]):
+    """Per-example weights for 0/1 labels or one-hot rows (mixed rows weigh proportionally)."""
+    import tensorflow as tf
+
+    table = tf.constant([class_weight[i] for i in range(len(class_weight))], tf.float32)
+    if labels.shape.rank == 1:
+        return tf.gather(table, tf.cast(labels, tf.int32))
+    return tf.reduce_sum(tf.cast(labels, tf.float32) * table, axis=-1)
+
+
+def weighted_validation(val_ds, class_weight: dict[int, float] | None):
+    """``val_ds`` with the training's class weights as sample weights, so that the validation
+    loss that early stopping and checkpointing watch is the same objective training minimises."""
+    if not class_weight:
+        return val_ds
+    return val_ds.map(lambda images, labels: (images, labels, _weights_of(labels, class_weight)))
+
+
+def _load_weights(model: keras.Model, weights_path: Path) -> None:
+    """Load a checkpoint; its optimizer state is not needed, so Keras's note about it is muted."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         model.load_weights(weights_path)
 
 
-def _history_frame(history: keras.callbacks.History, phase: str, first_epoch: int) -> pd.DataFrame:
-    frame = pd.DataFrame(history.history)
-    frame.insert(0, "phase", phase)
-    frame.insert(0, "epoch", np.arange(first_epoch, first_epoch + len(frame)) + 1)
+def extract_features(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """The pooled backbone features of every image of ``dataset``, and the labels, in order."""
+    pooled = keras.Model(model.inputs, model.get_layer("pool").output)
+    features, labels = [], []
+    for images, batch_labels in dataset:
+        features.append(np.asarray(pooled(images, training=False), dtype="float32"))
+        labels.append(np.asarray(batch_labels))
+    return np.concatenate(features), np.concatenate(labels)
+
+
+def _head_of(model: keras.Model) -> keras.Model:
+    """The dropout and output layers of ``model`` as a model on pooled features (shared weights)."""
+    features = keras.Input(shape=model.get_layer("pool").output.shape[1:], name="features")
+    outputs = model.layers[-1](model.get_layer("dropout")(features))
+    return keras.Model(features, outputs, name="head")
+
+
+def _cached_features(model, work_dir: Path, plain_train_ds, val_ds) -> dict[str, np.ndarray]:
+    path = work_dir / "features.npz"
+    if not path.exists():
+        if plain_train_ds is None:
+            raise ValueError(
+                "cache_features=True needs plain_train_ds: the training split without shuffling "
+                "or augmentation, from which the frozen backbone's features are computed once."
+            )
+        x_train, y_train = extract_features(model, plain_train_ds)
+        x_val, y_val = extract_features(model, val_ds)
+        np.savez(path.with_suffix(".partial.npz"), x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val)
+        path.with_suffix(".partial.npz").replace(path)
+    with np.load(path) as arrays:
+        return dict(arrays)
+
+
+def _fingerprint(model: keras.Model, num_classes: int, recipe: Recipe, metadata: dict) -> str:
+    """What must match for an interrupted run to be resumed rather than restarted."""
+    described = {"recipe": asdict(recipe), "metadata": metadata, "classes": num_classes}
+    described["model"] = [model.name, model.count_params()]
+    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _read_history(path: Path, phase: str) -> pd.DataFrame:
+    frame = pd.read_csv(path).drop_duplicates("epoch", keep="last")
+    frame["epoch"] = frame["epoch"] + 1
+    frame.insert(1, "phase", phase)
     return frame
 
 
@@ -79,77 +236,184 @@ def train_two_phase(
     val_ds,
     run_dir: str | Path,
     num_classes: int,
-    epochs_frozen: int,
-    epochs_finetune: int,
-    learning_rate: float,
-    unfreeze_layers: int,
-    finetune_lr_factor: float = 0.1,
-    patience: int = 4,
+    recipe: Recipe,
     class_weight: dict[int, float] | None = None,
     metadata: dict | None = None,
+    plain_train_ds=None,
+    tracking_dir: str | Path | None = None,
+    callbacks: list | None = None,
+    batch_size: int = 32,
 ) -> TrainingResult:
-    """Phase 1 trains the head with ``backbone`` frozen; phase 2 unfreezes its top layers.
+    """Phase 1 trains the head with ``backbone`` frozen; phase 2 fine-tunes its top blocks.
 
-    Phase 2 uses ``learning_rate * finetune_lr_factor``. Both phases stop early and reduce the
-    learning rate on validation loss; the best epoch of the whole run (lowest validation
-    loss) is what is kept. ``model.keras``, ``history.csv`` and ``model.json`` in ``run_dir``
-    are replaced only when the run finishes, so a failed run never overwrites a good one.
+    Every phase stops early and reduces the learning rate on validation loss (weighted by
+    ``class_weight`` like the training loss); one checkpoint across all phases keeps the
+    weights of the best validation epoch of the whole run. With
+    ``tracking_dir`` (usually ``output_dir``) parameters, per-epoch metrics and the final model
+    go to MLflow (see :mod:`medclass.tracking`). ``callbacks`` are added to every ``fit``.
     """
-    for name, value in (("epochs_frozen", epochs_frozen), ("epochs_finetune", epochs_finetune)):
-        if value < 0:
-            raise ValueError(f"{name}={value} must be 0 or more.")
-    if epochs_frozen + epochs_finetune == 0:
-        raise ValueError("epochs_frozen and epochs_finetune are both 0: nothing to train.")
-    run_dir = Path(run_dir)
-    work_dir = run_dir / "work"
-    shutil.rmtree(work_dir, ignore_errors=True)
-    work_dir.mkdir(parents=True)
-    best_weights = work_dir / "best.weights.h5"
-    # One checkpoint across both phases, so "best" means best of the whole run.
-    checkpoint = keras.callbacks.ModelCheckpoint(
-        best_weights, monitor="val_loss", save_best_only=True, save_weights_only=True
-    )
-    histories = []
-    if epochs_frozen:
-        backbone.trainable = False
-        compile_for(model, num_classes, learning_rate)
-        history = model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=epochs_frozen,
-            shuffle=False,  # tf.data shuffles
-            callbacks=_callbacks(checkpoint, patience),
-            class_weight=class_weight,
-            verbose=2,
-        )
-        histories.append(_history_frame(history, "frozen", 0))
-        _restore(model, best_weights)
-    if epochs_finetune:
-        unfreeze_top(backbone, unfreeze_layers)
-        compile_for(model, num_classes, learning_rate * finetune_lr_factor)
-        first_epoch = len(histories[0]) if histories else 0
-        history = model.fit(
-            train_ds,
-            validation_data=val_ds,
-            initial_epoch=first_epoch,
-            epochs=first_epoch + epochs_finetune,
-            shuffle=False,
-            callbacks=_callbacks(checkpoint, patience),
-            class_weight=class_weight,
-            verbose=2,
-        )
-        histories.append(_history_frame(history, "fine-tune", first_epoch))
-        _restore(model, best_weights)
-    history = pd.concat(histories, ignore_index=True)
-    history = history.rename(columns={"learning_rate": "lr"})
+    from medclass.tracking import Tracker
 
+    metadata = dict(metadata or {})
+    run_dir, work_dir = Path(run_dir), Path(run_dir) / "work"
+    state_path = work_dir / "state.json"
+    fingerprint = _fingerprint(model, num_classes, recipe, metadata)
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    if state.get("fingerprint") != fingerprint:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        work_dir.mkdir(parents=True)
+        state = {"fingerprint": fingerprint, "done": [], "best_val_loss": None, "mlflow_run_id": None}
+    resumed = list(state["done"])
+
+    tracker = None
+    if tracking_dir is not None:
+        tracker = Tracker(
+            tracking_dir,
+            run_name=f"{run_dir.name}-{metadata.get('backbone', model.name)}",
+            run_id=state["mlflow_run_id"],
+        )
+        if state["mlflow_run_id"] is not None:
+            tracker.client.update_run(tracker.run_id, status="RUNNING")  # resumed after a failure
+        else:
+            tracker.log_params({**asdict(recipe), **metadata, "num_classes": num_classes})
+            tracker.set_tags({"dataset": run_dir.name, "data": metadata.get("data", "")})
+        state["mlflow_run_id"] = tracker.run_id
+    _save_state(state_path, state)
+
+    best_weights = work_dir / "best.weights.h5"
+    if resumed and best_weights.exists():
+        _load_weights(model, best_weights)
+    histories, epoch = [], 0
+    try:
+        for index, phase in enumerate(recipe.phases()):
+            log_path = work_dir / f"history-{index}.csv"
+            if phase.name in state["done"]:
+                histories.append(_read_history(log_path, phase.name))
+                epoch = int(histories[-1]["epoch"].max())
+                continue
+            if phase.name == "frozen":
+                backbone.trainable = False
+            else:
+                unfreeze_top_blocks(backbone, phase.unfreeze_blocks)
+            extra = [keras.callbacks.CSVLogger(log_path, append=True), *(callbacks or [])]
+            if tracker is not None:
+                extra.append(tracker.callback())
+            if phase.name == "frozen" and recipe.cache_features:
+                _fit_head_on_features(
+                    model,
+                    num_classes,
+                    recipe,
+                    phase,
+                    work_dir,
+                    plain_train_ds,
+                    val_ds,
+                    class_weight,
+                    extra,
+                    batch_size,
+                )
+            else:
+                compile_for(model, num_classes, phase.learning_rate, recipe)
+                checkpoint = keras.callbacks.ModelCheckpoint(
+                    best_weights,
+                    monitor="val_loss",
+                    save_best_only=True,
+                    save_weights_only=True,
+                    initial_value_threshold=state["best_val_loss"],
+                )
+                model.fit(
+                    train_ds,
+                    validation_data=weighted_validation(val_ds, class_weight),
+                    initial_epoch=epoch,
+                    epochs=epoch + phase.epochs,
+                    shuffle=False,  # tf.data shuffles
+                    callbacks=[
+                        *_callbacks(checkpoint, recipe.patience),
+                        keras.callbacks.BackupAndRestore(work_dir / f"backup-{index}"),
+                        *extra,
+                    ],
+                    class_weight=class_weight,
+                    verbose=2,
+                )
+            if best_weights.exists():
+                _load_weights(model, best_weights)
+            histories.append(_read_history(log_path, phase.name))
+            epoch = int(histories[-1]["epoch"].max())
+            state["done"].append(phase.name)
+            state["best_val_loss"] = float(pd.concat(histories)["val_loss"].min())
+            _save_state(state_path, state)
+    except BaseException as error:
+        if tracker is not None:
+            tracker.end("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+        raise
+
+    history = pd.concat(histories, ignore_index=True).rename(columns={"learning_rate": "lr"})
+    metadata["mlflow_run_id"] = tracker.run_id if tracker else None
     model.save(work_dir / "model.keras")
     history.to_csv(work_dir / "history.csv", index=False)
-    (work_dir / "model.json").write_text(json.dumps(metadata or {}, indent=2))
-    for name in ("model.keras", "history.csv", "model.json"):
+    (work_dir / "model.json").write_text(json.dumps(metadata, indent=2))
+    for name in ARTIFACTS:
         (work_dir / name).replace(run_dir / name)
+    if tracker is not None:
+        best = history.loc[history["val_loss"].idxmin()]
+        tracker.log_metrics({f"best_{key}": best[key] for key in history.columns if key.startswith("val_")})
+        for name in ARTIFACTS:
+            tracker.log_artifact(run_dir / name, "model")
+        tracker.end("FINISHED")
     shutil.rmtree(work_dir)
-    return TrainingResult(model, history, run_dir / "model.keras", run_dir / "history.csv")
+    return TrainingResult(
+        model,
+        history,
+        run_dir / "model.keras",
+        run_dir / "history.csv",
+        metadata["mlflow_run_id"],
+        resumed,
+    )
+
+
+def _fit_head_on_features(
+    model,
+    num_classes,
+    recipe,
+    phase,
+    work_dir,
+    plain_train_ds,
+    val_ds,
+    class_weight,
+    extra_callbacks,
+    batch_size,
+) -> None:
+    """Phase 1 on cached features: the backbone runs once per image instead of once per epoch."""
+    arrays = _cached_features(model, work_dir, plain_train_ds, val_ds)
+    with strategy_scope(model):
+        head = _head_of(model)
+    compile_for(head, num_classes, phase.learning_rate, recipe)
+    head_weights = work_dir / "head.weights.h5"
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        head_weights, monitor="val_loss", save_best_only=True, save_weights_only=True
+    )
+    val_weights = None
+    if class_weight:
+        y_val = arrays["y_val"]
+        table = np.array([class_weight[i] for i in range(len(class_weight))], "float32")
+        val_weights = table[y_val.astype(int)] if y_val.ndim == 1 else y_val @ table
+    head.fit(
+        arrays["x_train"],
+        arrays["y_train"],
+        validation_data=(arrays["x_val"], arrays["y_val"], val_weights),
+        epochs=phase.epochs,
+        batch_size=batch_size,
+        callbacks=[*_callbacks(checkpoint, recipe.patience), *extra_callbacks],
+        class_weight=class_weight,
+        verbose=2,
+    )
+    _load_weights(head, head_weights)
+    model.save_weights(work_dir / "best.weights.h5")
+
+
+def _save_state(path: Path, state: dict) -> None:
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(state, indent=2))
+    partial.replace(path)
 
 
 def load_model(run_dir: str | Path) -> tuple[keras.Model, dict]:
@@ -158,8 +422,8 @@ def load_model(run_dir: str | Path) -> tuple[keras.Model, dict]:
     model_path = run_dir / "model.keras"
     if not model_path.exists():
         raise FileNotFoundError(
-            f"No trained model at {model_path}. Run the training notebook (brain_02_training) "
-            "with the same output_dir first."
+            f"No trained model at {model_path}. Run the training notebook (brain_02_training or "
+            "skin_02_training) with the same output_dir first."
         )
     import medclass.models  # noqa: F401  (registers the custom preprocessing layer)
 
