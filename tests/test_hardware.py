@@ -117,3 +117,37 @@ def test_the_same_model_code_trains_on_the_jax_backend(tmp_path):
         backend="jax",
     )
     assert "backend jax _NoStrategy" in output
+
+
+def test_the_throughput_benchmark_runs_and_writes_its_table(tmp_path):
+    """Not a timing test: the script must keep working, so that its numbers can be refreshed."""
+    out = tmp_path / "throughput.csv"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/train_throughput.py",
+            "--backbones",
+            "mobilenet_v2",
+            "--sizes",
+            "32",
+            "--precisions",
+            "float32",
+            "mixed",
+            "--images",
+            "8",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| mobilenet_v2 | 32 | mixed | off |" in result.stdout
+    rows = out.read_text().splitlines()
+    assert rows[0] == "backbone,size,precision,xla,images_per_s" and len(rows) == 3

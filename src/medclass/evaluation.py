@@ -13,14 +13,22 @@ import pandas as pd
 from sklearn import metrics
 
 
-def predict_probabilities(model, dataset) -> tuple[np.ndarray, np.ndarray]:
+def predict_probabilities(model, dataset, tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(labels, probabilities)`` for every batch of ``dataset``, in order.
 
     Labels come back as class indices, whether the dataset holds indices or one-hot rows.
+    With ``tta`` (test-time augmentation) each image is also predicted flipped left-right, and
+    the two probabilities are averaged.
     """
+    from keras import ops
+
     labels, probabilities = [], []
     for images, batch_labels in dataset:
-        probabilities.append(np.asarray(model(images, training=False), dtype="float32"))
+        predicted = np.asarray(model(images, training=False), dtype="float32")
+        if tta:
+            flipped = np.asarray(model(ops.flip(images, axis=2), training=False), dtype="float32")
+            predicted = (predicted + flipped) / 2
+        probabilities.append(predicted)
         batch_labels = np.asarray(batch_labels)
         labels.append(batch_labels.argmax(axis=1) if batch_labels.ndim == 2 else batch_labels)
     probabilities = np.concatenate(probabilities)
@@ -205,5 +213,62 @@ def plot_predictions(frame: pd.DataFrame, probabilities, class_names, threshold=
         shown = f"P({class_names[-1]})={score:.2f}" if np.ndim(score) == 0 else f"P={score.max():.2f}"
         correct = class_names[predicted[index]] == row["label"]
         axis.set_title(f"true {row['label']}\n{shown}", color="black" if correct else "red", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def plot_precision_recall(y_true, probabilities, class_names, title=""):
+    """Precision-recall curves (binary: for the positive class; else one per class), with AP."""
+    figure, axis = plt.subplots(figsize=(5.2, 4.6))
+    if probabilities.ndim == 1:
+        metrics.PrecisionRecallDisplay.from_predictions(y_true, probabilities, ax=axis, name=class_names[-1])
+    else:
+        for index, name in enumerate(class_names):
+            if (y_true == index).any():
+                metrics.PrecisionRecallDisplay.from_predictions(
+                    y_true == index, probabilities[:, index], ax=axis, name=name
+                )
+    axis.set_title(title or "Precision-recall")
+    axis.legend(loc="lower left", fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def confident_errors(
+    frame: pd.DataFrame, y_true, scores, positive: int, threshold: float, kind: str, n: int = 6
+) -> pd.DataFrame:
+    """The ``n`` most confident mistakes about class ``positive`` at ``threshold``.
+
+    ``kind="false negative"``: positives scored lowest below the threshold (missed cases);
+    ``kind="false positive"``: negatives scored highest above it. ``scores`` are the
+    probabilities of ``positive`` (for a sigmoid model, the model's output itself).
+    """
+    if kind not in ("false negative", "false positive"):
+        raise ValueError(f"kind={kind!r}; use 'false negative' or 'false positive'.")
+    table = frame.reset_index(drop=True).assign(score=np.asarray(scores), truth=np.asarray(y_true))
+    if kind == "false negative":
+        wrong = table[(table.truth == positive) & (table.score < threshold)].sort_values("score")
+    else:
+        wrong = table[(table.truth != positive) & (table.score >= threshold)].sort_values(
+            "score", ascending=False
+        )
+    return wrong.head(n)
+
+
+def plot_gallery(errors: pd.DataFrame, score_name: str, title: str = ""):
+    """The images of :func:`confident_errors`, titled with their true label and score."""
+    from PIL import Image
+
+    columns = max(1, min(6, len(errors)))
+    figure, axes = plt.subplots(1, columns, figsize=(2.4 * columns, 2.8), squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    if errors.empty:
+        axes[0, 0].text(0.5, 0.5, "none", ha="center", va="center")
+    for axis, (_, row) in zip(axes.flat, errors.iterrows(), strict=False):
+        with Image.open(row["path"]) as image:
+            axis.imshow(image.convert("RGB"))
+        axis.set_title(f"true {row['label']}\n{score_name}={row['score']:.3f}", fontsize=8, color="red")
+    figure.suptitle(title)
     figure.tight_layout()
     return figure

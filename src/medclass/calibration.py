@@ -1,0 +1,111 @@
+"""Calibration and operating points: do the probabilities mean what they say, and where to cut.
+
+Defined in chapter "Brain MRI: evaluation" (notebooks/brain_03_evaluation.ipynb).
+
+Both are fitted on the **validation** split and only then applied to the test split.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy import optimize
+
+
+def as_columns(probabilities: np.ndarray) -> np.ndarray:
+    """One column per class: a sigmoid vector P(positive) becomes ``[1 - p, p]``."""
+    probabilities = np.asarray(probabilities, dtype="float64")
+    return np.stack([1 - probabilities, probabilities], axis=1) if probabilities.ndim == 1 else probabilities
+
+
+def expected_calibration_error(y_true: np.ndarray, probabilities: np.ndarray, n_bins: int = 10) -> float:
+    """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins
+    and weighted by how many predictions fall in each (Guo et al., 2017)."""
+    columns = as_columns(probabilities)
+    confidence = columns.max(axis=1)
+    correct = columns.argmax(axis=1) == np.asarray(y_true)
+    edges = np.linspace(0, 1, n_bins + 1)
+    bins = np.clip(np.digitize(confidence, edges[1:-1]), 0, n_bins - 1)
+    gap = 0.0
+    for b in range(n_bins):
+        members = bins == b
+        if members.any():
+            gap += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(gap)
+
+
+def _logits(probabilities: np.ndarray) -> np.ndarray:
+    clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)
+    if clipped.ndim == 1:
+        return np.log(clipped / (1 - clipped))
+    return np.log(clipped)
+
+
+def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities with their logits divided by ``temperature`` (>1 softens, <1 sharpens)."""
+    logits = _logits(np.asarray(probabilities, dtype="float64")) / temperature
+    if logits.ndim == 1:
+        return 1 / (1 + np.exp(-logits))
+    logits -= logits.max(axis=1, keepdims=True)
+    return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+
+def fit_temperature(y_true: np.ndarray, probabilities: np.ndarray) -> float:
+    """The temperature that minimises the negative log-likelihood of ``y_true`` (validation split).
+
+    One number for the whole model, so it changes confidence but never the ranking or the
+    predicted class (Guo et al., 2017).
+    """
+    y_true = np.asarray(y_true).astype(int)
+
+    def nll(log_t: float) -> float:
+        columns = as_columns(apply_temperature(probabilities, float(np.exp(log_t))))
+        return float(-np.mean(np.log(np.clip(columns[np.arange(len(y_true)), y_true], 1e-12, 1))))
+
+    result = optimize.minimize_scalar(nll, bounds=(np.log(0.05), np.log(20)), method="bounded")
+    return float(np.exp(result.x))
+
+
+def plot_reliability(y_true, before, after=None, n_bins: int = 10, title: str = ""):
+    """Reliability diagram: accuracy against confidence per bin, ECE in the legend."""
+    figure, axis = plt.subplots(figsize=(4.8, 4.4))
+    axis.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfect calibration")
+    for name, probabilities in (("before", before), ("after temperature scaling", after)):
+        if probabilities is None:
+            continue
+        columns = as_columns(probabilities)
+        confidence = columns.max(axis=1)
+        correct = columns.argmax(axis=1) == np.asarray(y_true)
+        edges = np.linspace(0, 1, n_bins + 1)
+        bins = np.clip(np.digitize(confidence, edges[1:-1]), 0, n_bins - 1)
+        used = [b for b in range(n_bins) if (bins == b).any()]
+        axis.plot(
+            [confidence[bins == b].mean() for b in used],
+            [correct[bins == b].mean() for b in used],
+            marker="o",
+            label=f"{name} (ECE {expected_calibration_error(y_true, probabilities, n_bins):.3f})",
+        )
+    axis.set_xlabel("confidence (predicted probability of the chosen class)")
+    axis.set_ylabel("accuracy")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1.02)
+    axis.set_title(title or "Reliability diagram")
+    axis.legend(fontsize=8, loc="upper left")
+    figure.tight_layout()
+    return figure
+
+
+def threshold_for_sensitivity(y_true: np.ndarray, scores: np.ndarray, target: float) -> float:
+    """The highest threshold at which ``scores >= threshold`` finds at least ``target`` of the
+    positives (``y_true == 1``): the most specific operating point that meets the target.
+
+    Choose it on the validation split; its test sensitivity will scatter around the target.
+    """
+    if not 0 < target <= 1:
+        raise ValueError(f"target sensitivity {target} must lie in (0, 1].")
+    positives = np.sort(np.asarray(scores)[np.asarray(y_true) == 1])
+    if len(positives) == 0:
+        raise ValueError("No positive cases to set a sensitivity target on.")
+    # Keep the top `needed` positive scores above the threshold.
+    needed = int(np.ceil(target * len(positives)))
+    return float(positives[len(positives) - needed])

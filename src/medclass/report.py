@@ -1,0 +1,163 @@
+"""Model cards, and evaluating a saved model on another folder of images (external validation).
+
+Defined in chapter "Brain MRI: evaluation" (notebooks/brain_03_evaluation.ipynb).
+
+Command line, for a model trained by this book and a folder with one sub-folder per class
+(the class names of the model's ``model.json``; for brain MRI also Kaggle's four folders):
+
+    python -m medclass.report --model outputs/brain_mri --data /path/to/other/hospital \\
+        --out outputs/external/other_hospital
+
+It writes ``metrics.csv``, ``report.csv``, ``predictions.csv``, ``confusion_matrix.png``,
+``roc.png`` and ``model_card.md`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from medclass import data
+
+NOT_A_DEVICE = (
+    "**This model is a teaching example, not a medical device.** It has not been validated "
+    "for clinical use and must not be used to diagnose, treat or triage patients."
+)
+
+
+def load_folder(root: str | Path, class_names: list[str]) -> pd.DataFrame:
+    """One row per usable image of ``root/<class>/...`` (any depth below the class folder).
+
+    Class folders match ``class_names`` case-insensitively; for the brain-MRI classes,
+    Kaggle's ``glioma``/``meningioma``/``pituitary``/``notumor`` folders also map to
+    Tumor/Healthy. Unusable files are skipped and listed in ``frame.attrs["skipped"]``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"External data folder {root} does not exist.")
+    by_name = {name.lower(): name for name in class_names}
+    if set(class_names) == {"Healthy", "Tumor"}:
+        by_name.update(data.BRAIN_FOLDER_LABELS)
+    rows, skipped = [], []
+    for folder in sorted(p for p in root.rglob("*") if p.is_dir()):
+        label = by_name.get(folder.name.lower())
+        if label is None:
+            continue
+        for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+            problem = data.check_image(path) if path.suffix.lower() in data.IMAGE_SUFFIXES else "not an image"
+            if problem:
+                skipped.append({"path": str(path), "reason": problem})
+            else:
+                rows.append({"path": str(path), "label": label, "group": str(path)})
+    frame = pd.DataFrame(rows, columns=["path", "label", "group"])
+    if frame.empty:
+        raise ValueError(
+            f"No usable images in class folders under {root}. Expected sub-folders named after "
+            f"the model's classes: {class_names}."
+        )
+    frame.attrs["skipped"] = pd.DataFrame(skipped, columns=["path", "reason"])
+    return frame
+
+
+def model_card(info: dict, sections: dict[str, str], title: str) -> str:
+    """A model card in markdown: model, data, split, then the given sections, then limits."""
+    lines = [
+        f"# Model card: {title}",
+        "",
+        NOT_A_DEVICE,
+        "",
+        "## Model",
+        "",
+        f"- Backbone: {info.get('backbone')} (alpha {info.get('alpha', 1.0)})",
+        f"- Initial weights: {info.get('weights')}",
+        f"- Input: RGB images resized inside the model to {info.get('image_size')} px; raw 0-255 pixels in",
+        f"- Classes: {', '.join(info.get('class_names', []))}",
+        f"- Decision threshold: {info.get('threshold')}",
+        f"- MLflow run: {info.get('mlflow_run_id')}",
+        "",
+        "## Data",
+        "",
+        f"- Data: {info.get('data')}",
+        f"- Split manifest SHA-256: `{info.get('manifest_sha256')}`",
+        "",
+    ]
+    for heading, body in sections.items():
+        lines += [f"## {heading}", "", body.strip(), ""]
+    lines += [f"_Generated {datetime.date.today().isoformat()} by medclass.report._", ""]
+    return "\n".join(lines)
+
+
+def metrics_markdown(table: pd.DataFrame) -> str:
+    """A metrics table with intervals, as markdown."""
+    rows = ["| metric | value | 95% interval |", "|---|---|---|"]
+    for name, row in table.iterrows():
+        rows.append(f"| {name} | {row['value']:.3f} | {row['ci_low']:.3f} – {row['ci_high']:.3f} |")
+    return "\n".join(rows)
+
+
+def evaluate_folder(
+    model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, batch_size: int = 32, seed: int = 0
+) -> pd.DataFrame:
+    """Evaluate the model saved in ``model_dir`` on the images of ``data_dir``; write a report.
+
+    The same metrics, intervals and figures as the evaluation chapters, at the threshold stored
+    with the model. Returns the metrics table.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from medclass import evaluation, pipeline, training
+
+    model, info = training.load_model(model_dir)
+    class_names = info["class_names"]
+    threshold = info.get("threshold") or 0.5
+    frame = load_folder(data_dir, class_names)
+    dataset = pipeline.make_dataset(frame, class_names, info["image_size"], batch_size)
+    y_true, probabilities = evaluation.predict_probabilities(model, dataset)
+    table = evaluation.headline_metrics(y_true, probabilities, threshold, seed=seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "metrics.csv")
+    evaluation.classification_report(y_true, probabilities, class_names, threshold).to_csv(out / "report.csv")
+    predicted = evaluation.predicted_labels(probabilities, threshold)
+    frame.assign(predicted=[class_names[i] for i in predicted]).to_csv(out / "predictions.csv", index=False)
+    evaluation.plot_confusion_matrix(y_true, probabilities, class_names, threshold).savefig(
+        out / "confusion_matrix.png"
+    )
+    if len(set(y_true)) > 1:
+        evaluation.plot_roc(y_true, probabilities, class_names=class_names).savefig(out / "roc.png")
+    counts = frame["label"].value_counts().reindex(class_names, fill_value=0)
+    card = model_card(
+        info,
+        {
+            "External evaluation data": f"{len(frame)} images from `{data_dir}` "
+            f"({', '.join(f'{n} {c}' for c, n in counts.items())}); "
+            f"{len(frame.attrs['skipped'])} files skipped.",
+            "Metrics on these images": metrics_markdown(table)
+            + "\n\nIntervals: 95% bootstrap over images (this folder carries no patient or lesion ids).",
+        },
+        title=f"{info.get('backbone')} on external data",
+    )
+    (out / "model_card.md").write_text(card)
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", required=True, help="folder with model.keras and model.json")
+    parser.add_argument("--data", required=True, help="folder with one sub-folder per class")
+    parser.add_argument("--out", required=True, help="where the report goes")
+    parser.add_argument("--batch-size", type=int, default=32)
+    args = parser.parse_args(argv)
+    table = evaluate_folder(args.model, args.data, args.out, args.batch_size)
+    print(table.round(3).to_string())
+    print(f"report written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

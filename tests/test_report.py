@@ -1,0 +1,112 @@
+"""External evaluation of a saved model on another folder, and the model card it writes."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medclass import data, evaluation, models, pipeline, report, splits, training
+from tests.conftest import write_image
+
+CLASS_NAMES = ["Healthy", "Tumor"]
+
+
+@pytest.fixture(scope="module")
+def saved_model(synthetic_dir, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    frame = splits.split_frame(data.load_dataset("brain_mri", synthetic_dir), seed=0)
+    train = pipeline.make_dataset(frame[frame.split == "train"], CLASS_NAMES, (48, 48), 16)
+    val = pipeline.make_dataset(frame[frame.split == "val"], CLASS_NAMES, (48, 48), 16)
+    model, base = models.build_classifier("mobilenet_v2", None, (48, 48), 2, alpha=0.35)
+    metadata = {
+        "class_names": CLASS_NAMES,
+        "image_size": [48, 48],
+        "threshold": 0.5,
+        "backbone": "mobilenet_v2",
+        "weights": None,
+        "data": "synthetic phantoms",
+    }
+    training.train_two_phase(
+        model,
+        base,
+        train,
+        val,
+        run_dir,
+        2,
+        training.Recipe(epochs_frozen=1, epochs_finetune=0),
+        metadata=metadata,
+    )
+    return run_dir
+
+
+def test_a_plain_class_folder_is_evaluated_into_a_report(saved_model, synthetic_dir, tmp_path):
+    hospital = tmp_path / "other_hospital"
+    frame = data.load_dataset("brain_mri", synthetic_dir).head(30)
+    for index, row in frame.iterrows():
+        target = hospital / row["label"].lower() / f"scan_{index}.jpg"  # lower-case folder names
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(row["path"], target)
+    (hospital / "tumor" / "notes.txt").write_text("not an image")
+    write_image(hospital / "healthy" / "tiny.png", size=(8, 8), fmt="PNG")
+    table = report.evaluate_folder(saved_model, hospital, tmp_path / "report")
+    assert {"accuracy", "sensitivity", "specificity", "ROC-AUC"} <= set(table.index)
+    written = {p.name for p in (tmp_path / "report").iterdir()}
+    assert {
+        "metrics.csv",
+        "report.csv",
+        "predictions.csv",
+        "confusion_matrix.png",
+        "model_card.md",
+    } <= written
+    predictions = pd.read_csv(tmp_path / "report" / "predictions.csv")
+    assert len(predictions) == 30 and set(predictions["predicted"]) <= set(CLASS_NAMES)
+    card = (tmp_path / "report" / "model_card.md").read_text()
+    assert "not a medical device" in card and "2 files skipped" in card and "| accuracy |" in card
+    # The report's accuracy is the model's own, recomputed independently.
+    model, _ = training.load_model(saved_model)
+    y, p = evaluation.predict_probabilities(
+        model, pipeline.make_dataset(report.load_folder(hospital, CLASS_NAMES), CLASS_NAMES, (48, 48), 8)
+    )
+    assert table.loc["accuracy", "value"] == pytest.approx(((p >= 0.5) == y).mean())
+
+
+def test_external_folders_that_cannot_be_used_say_why(saved_model, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        report.evaluate_folder(saved_model, tmp_path / "missing", tmp_path / "out")
+    (tmp_path / "empty" / "cats").mkdir(parents=True)
+    with pytest.raises(
+        ValueError, match=r"sub-folders named after the model's classes: \['Healthy', 'Tumor'\]"
+    ):
+        report.load_folder(tmp_path / "empty", CLASS_NAMES)
+
+
+def test_the_command_line_writes_the_report(saved_model, synthetic_dir, tmp_path, capsys):
+    report.main(["--model", str(saved_model), "--data", str(synthetic_dir), "--out", str(tmp_path / "cli")])
+    assert "report written to" in capsys.readouterr().out
+    assert (tmp_path / "cli" / "model_card.md").exists()
+
+
+def test_flip_tta_averages_two_predictions(saved_model, synthetic_dir):
+    model, _ = training.load_model(saved_model)
+    frame = data.load_dataset("brain_mri", synthetic_dir).head(8)
+    dataset = pipeline.make_dataset(frame, CLASS_NAMES, (48, 48), 8)
+    _, plain = evaluation.predict_probabilities(model, dataset)
+    _, averaged = evaluation.predict_probabilities(model, dataset, tta=True)
+    images = next(iter(dataset))[0].numpy()
+    flipped = np.asarray(model(images[:, :, ::-1], training=False))[:, 0]
+    np.testing.assert_allclose(averaged, (plain + flipped) / 2, atol=1e-5)
+
+
+def test_confident_errors_pick_the_worst_mistakes():
+    frame = pd.DataFrame({"path": list("abcdef"), "label": ["T", "T", "T", "H", "H", "H"]})
+    y = np.array([1, 1, 1, 0, 0, 0])
+    scores = np.array([0.9, 0.1, 0.3, 0.8, 0.6, 0.2])
+    misses = evaluation.confident_errors(frame, y, scores, positive=1, threshold=0.5, kind="false negative")
+    assert misses["path"].tolist() == ["b", "c"]
+    alarms = evaluation.confident_errors(frame, y, scores, positive=1, threshold=0.5, kind="false positive")
+    assert alarms["path"].tolist() == ["d", "e"]
+    with pytest.raises(ValueError, match="kind='wrong'"):
+        evaluation.confident_errors(frame, y, scores, positive=1, threshold=0.5, kind="wrong")
