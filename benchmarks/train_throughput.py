@@ -27,7 +27,9 @@ import numpy as np  # noqa: E402
 from medclass import hardware, models, training  # noqa: E402
 
 
-def images_per_second(model: keras.Model, images: np.ndarray, labels: np.ndarray, batch_size: int, epochs: int):
+def images_per_second(
+    model: keras.Model, images: np.ndarray, labels: np.ndarray, batch_size: int, epochs: int
+):
     model.fit(images, labels, batch_size=batch_size, epochs=1, verbose=0)  # warm-up: tracing, compilation
     started = time.perf_counter()
     model.fit(images, labels, batch_size=batch_size, epochs=epochs, verbose=0)
@@ -44,7 +46,9 @@ def machine() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backbones", nargs="+", default=["resnet50", "efficientnet_b0", "mobilenet_v2"])
     parser.add_argument("--sizes", type=int, nargs="+", default=[96, 160])
     parser.add_argument("--precisions", nargs="+", default=["float32", "mixed"], choices=["float32", "mixed"])
@@ -75,8 +79,13 @@ def main() -> None:
                     recipe = training.Recipe(jit_compile=jit)
                     training.compile_for(model, 2, 1e-4, recipe)
                     speed = images_per_second(model, images, labels, args.batch_size, args.epochs)
-                    row = {"backbone": backbone, "size": size, "precision": precision,
-                           "xla": "on" if jit else "off", "images_per_s": round(speed, 1)}
+                    row = {
+                        "backbone": backbone,
+                        "size": size,
+                        "precision": precision,
+                        "xla": "on" if jit else "off",
+                        "images_per_s": round(speed, 1),
+                    }
                     rows.append(row)
                     print(f"| {backbone} | {size} | {precision} | {row['xla']} | {speed:.1f} |", flush=True)
                     keras.backend.clear_session()

@@ -151,3 +151,17 @@ def test_the_throughput_benchmark_runs_and_writes_its_table(tmp_path):
     assert "| mobilenet_v2 | 32 | mixed | off |" in result.stdout
     rows = out.read_text().splitlines()
     assert rows[0] == "backbone,size,precision,xla,images_per_s" and len(rows) == 3
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v2", "efficientnet_b0"])
+def test_the_model_compiles_under_xla(backbone):
+    """On a GPU the training step is XLA-compiled; every layer of the model must support it
+    (an antialiased Resizing layer, for one, does not). Checked here on the CPU."""
+    from medclass import training
+
+    model, _ = models.build_classifier(backbone, None, (48, 48), 3, alpha=0.35)
+    training.compile_for(model, 3, 1e-3, training.Recipe(jit_compile=True))
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (8, 60, 60, 3)).astype("float32")
+    history = model.fit(images, np.eye(3)[rng.integers(0, 3, 8)], batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])

@@ -168,4 +168,7 @@ def test_training_path_and_saved_model_agree_on_a_raw_image(tmp_path):
     frame = pd.DataFrame({"path": [str(path)], "label": ["Tumor"]})
     training_batch = next(iter(pipeline.make_dataset(frame, ["Healthy", "Tumor"], (96, 96), 1)))[0]
     raw = np.asarray(Image.open(path).convert("RGB"), dtype="float32")[None]
-    np.testing.assert_allclose(model(training_batch), loaded(raw), atol=2e-3)
+    prepared = np.asarray(pipeline.resize_image(raw, (96, 96)), dtype="float32")
+    np.testing.assert_array_equal(prepared, training_batch)
+    np.testing.assert_allclose(model(training_batch), loaded(prepared), atol=1e-5)
+    assert loaded(raw).shape == (1, 1), "raw pixels of any size are accepted too"

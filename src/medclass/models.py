@@ -121,7 +121,8 @@ def build_classifier(
 ) -> tuple[keras.Model, keras.Model]:
     """Return ``(model, backbone)``: raw 0-255 RGB images in, class probabilities out.
 
-    The model resizes any input to ``image_size`` (None: the backbone's own size) and applies
+    The model resizes any input to ``image_size`` (None: the backbone's own size; bilinear,
+    which XLA compiles, see :func:`medclass.pipeline.resize_image`) and applies
     the backbone's own preprocessing, so training, evaluation and the app all feed it plain
     pixels. The backbone runs in inference mode (``training=False``), which keeps
     BatchNormalization statistics frozen when its layers are later unfrozen for fine-tuning.
@@ -133,7 +134,7 @@ def build_classifier(
     base = make_backbone(backbone, weights, image_size, alpha)
     base.trainable = False
     inputs = keras.Input(shape=(None, None, 3), name="image")
-    x = layers.Resizing(*image_size, antialias=True, name="resize")(inputs)
+    x = layers.Resizing(*image_size, name="resize")(inputs)
     x = BackbonePreprocessing(backbone_spec(backbone).preprocessing, name="preprocess")(x)
     x = base(x, training=False)
     x = layers.GlobalAveragePooling2D(name="pool")(x)

@@ -34,12 +34,22 @@ def cache_location(frame: pd.DataFrame, image_size: Sequence[int], cache_dir: st
     return str(Path(cache_dir) / f"images-{height}x{width}-{key}")
 
 
+def resize_image(image, image_size: Sequence[int]) -> tf.Tensor:
+    """Resize RGB pixels (one image or a batch) as training does: antialiased, rounded to uint8.
+
+    The model's own ``Resizing`` layer is bilinear without antialiasing, the variant XLA can
+    compile; images far larger than the model's input should come through this function first
+    (the pipeline's images already do), so that downscaling does not alias.
+    """
+    image = tf.image.resize(tf.convert_to_tensor(image), image_size, antialias=True)
+    return tf.cast(tf.round(tf.clip_by_value(image, 0, 255)), tf.uint8)
+
+
 def decode_and_resize(path: tf.Tensor, image_size: Sequence[int]) -> tf.Tensor:
     """Read one file (JPEG, PNG, BMP or GIF, whatever its name) as an RGB uint8 image."""
     image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
-    image = tf.image.resize(image, image_size, antialias=True)
-    return tf.cast(tf.round(tf.clip_by_value(image, 0, 255)), tf.uint8)
+    return resize_image(image, image_size)
 
 
 def label_indices(frame: pd.DataFrame, class_names: Sequence[str]) -> list[int]:
