@@ -299,18 +299,18 @@ def train_two_phase(
             if tracker is not None:
                 extra.append(tracker.callback())
             if phase.name == "frozen" and recipe.cache_features:
-                _fit_head_on_features(
+                features = _cached_features(model, work_dir, plain_train_ds, val_ds)
+                head = _fit_head_on_features(
                     model,
                     num_classes,
                     recipe,
                     phase,
+                    features,
                     work_dir,
-                    plain_train_ds,
-                    val_ds,
-                    class_weight,
-                    extra,
-                    batch_size,
+                    fit_options={"class_weight": class_weight, "callbacks": extra, "batch_size": batch_size},
                 )
+                _load_weights(head, work_dir / "head.weights.h5")
+                model.save_weights(best_weights)
             else:
                 compile_for(model, num_classes, phase.learning_rate, recipe)
                 checkpoint = keras.callbacks.ModelCheckpoint(
@@ -370,44 +370,35 @@ def train_two_phase(
     )
 
 
-def _fit_head_on_features(
-    model,
-    num_classes,
-    recipe,
-    phase,
-    work_dir,
-    plain_train_ds,
-    val_ds,
-    class_weight,
-    extra_callbacks,
-    batch_size,
-) -> None:
-    """Phase 1 on cached features: the backbone runs once per image instead of once per epoch."""
-    arrays = _cached_features(model, work_dir, plain_train_ds, val_ds)
+def _fit_head_on_features(model, num_classes, recipe, phase, features, work_dir, fit_options) -> keras.Model:
+    """Phase 1 on cached features: the backbone runs once per image instead of once per epoch.
+
+    Trains the head (which shares its layers with ``model``) and returns it; the best epoch's
+    head weights are in ``work_dir / "head.weights.h5"``.
+    """
     with strategy_scope(model):
         head = _head_of(model)
     compile_for(head, num_classes, phase.learning_rate, recipe)
-    head_weights = work_dir / "head.weights.h5"
     checkpoint = keras.callbacks.ModelCheckpoint(
-        head_weights, monitor="val_loss", save_best_only=True, save_weights_only=True
+        work_dir / "head.weights.h5", monitor="val_loss", save_best_only=True, save_weights_only=True
     )
     val_weights = None
+    class_weight = fit_options["class_weight"]
     if class_weight:
-        y_val = arrays["y_val"]
+        y_val = features["y_val"]
         table = np.array([class_weight[i] for i in range(len(class_weight))], "float32")
         val_weights = table[y_val.astype(int)] if y_val.ndim == 1 else y_val @ table
     head.fit(
-        arrays["x_train"],
-        arrays["y_train"],
-        validation_data=(arrays["x_val"], arrays["y_val"], val_weights),
+        features["x_train"],
+        features["y_train"],
+        validation_data=(features["x_val"], features["y_val"], val_weights),
         epochs=phase.epochs,
-        batch_size=batch_size,
-        callbacks=[*_callbacks(checkpoint, recipe.patience), *extra_callbacks],
+        batch_size=fit_options["batch_size"],
+        callbacks=[*_callbacks(checkpoint, recipe.patience), *fit_options["callbacks"]],
         class_weight=class_weight,
         verbose=2,
     )
-    _load_weights(head, head_weights)
-    model.save_weights(work_dir / "best.weights.h5")
+    return head
 
 
 def _save_state(path: Path, state: dict) -> None:
