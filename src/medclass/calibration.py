@@ -18,20 +18,27 @@ def as_columns(probabilities: np.ndarray) -> np.ndarray:
     return np.stack([1 - probabilities, probabilities], axis=1) if probabilities.ndim == 1 else probabilities
 
 
-def expected_calibration_error(y_true: np.ndarray, probabilities: np.ndarray, n_bins: int = 10) -> float:
-    """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins
-    and weighted by how many predictions fall in each (Guo et al., 2017)."""
+def reliability_bins(y_true: np.ndarray, probabilities: np.ndarray, n_bins: int = 10) -> np.ndarray:
+    """Per non-empty equal-width confidence bin: ``[share of predictions, mean confidence,
+    accuracy]``, one row each. Confidence is the probability of the predicted class."""
     columns = as_columns(probabilities)
     confidence = columns.max(axis=1)
     correct = columns.argmax(axis=1) == np.asarray(y_true)
-    edges = np.linspace(0, 1, n_bins + 1)
-    bins = np.clip(np.digitize(confidence, edges[1:-1]), 0, n_bins - 1)
-    gap = 0.0
-    for b in range(n_bins):
-        members = bins == b
-        if members.any():
-            gap += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(gap)
+    bins = np.clip(np.digitize(confidence, np.linspace(0, 1, n_bins + 1)[1:-1]), 0, n_bins - 1)
+    return np.array(
+        [
+            [(bins == b).mean(), confidence[bins == b].mean(), correct[bins == b].mean()]
+            for b in range(n_bins)
+            if (bins == b).any()
+        ]
+    )
+
+
+def expected_calibration_error(y_true: np.ndarray, probabilities: np.ndarray, n_bins: int = 10) -> float:
+    """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins
+    and weighted by how many predictions fall in each (Guo et al., 2017)."""
+    share, confidence, accuracy = reliability_bins(y_true, probabilities, n_bins).T
+    return float(np.sum(share * np.abs(accuracy - confidence)))
 
 
 def _logits(probabilities: np.ndarray) -> np.ndarray:
@@ -73,15 +80,10 @@ def plot_reliability(y_true, before, after=None, n_bins: int = 10, title: str = 
     for name, probabilities in (("before", before), ("after temperature scaling", after)):
         if probabilities is None:
             continue
-        columns = as_columns(probabilities)
-        confidence = columns.max(axis=1)
-        correct = columns.argmax(axis=1) == np.asarray(y_true)
-        edges = np.linspace(0, 1, n_bins + 1)
-        bins = np.clip(np.digitize(confidence, edges[1:-1]), 0, n_bins - 1)
-        used = [b for b in range(n_bins) if (bins == b).any()]
+        _, confidence, accuracy = reliability_bins(y_true, probabilities, n_bins).T
         axis.plot(
-            [confidence[bins == b].mean() for b in used],
-            [correct[bins == b].mean() for b in used],
+            confidence,
+            accuracy,
             marker="o",
             label=f"{name} (ECE {expected_calibration_error(y_true, probabilities, n_bins):.3f})",
         )

@@ -156,6 +156,21 @@ def check_image(path: Path) -> str | None:
     return None
 
 
+def scan_folder(folder: Path) -> tuple[list[Path], list[dict]]:
+    """The usable image files directly in ``folder``, sorted, and the skipped ones with why."""
+    usable, skipped = [], []
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            problem = f"not an image suffix ({path.suffix})"
+        else:
+            problem = check_image(path)
+        if problem:
+            skipped.append({"path": str(path), "reason": problem})
+        else:
+            usable.append(path)
+    return usable, skipped
+
+
 def file_digest(path: Path) -> str:
     """SHA-1 of a file's bytes; byte-identical copies share it."""
     return hashlib.sha1(path.read_bytes()).hexdigest()
@@ -193,15 +208,9 @@ def load_brain_mri(root: Path) -> pd.DataFrame:
     """Scan a brain-MRI folder into a DataFrame; unreadable files are reported, not loaded."""
     rows, skipped = [], []
     for folder, label, subset in _brain_folders(root):
-        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-        for path in files:
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                skipped.append({"path": str(path), "reason": f"not an image suffix ({path.suffix})"})
-                continue
-            problem = check_image(path)
-            if problem:
-                skipped.append({"path": str(path), "reason": problem})
-                continue
+        usable, unusable = scan_folder(folder)
+        skipped += unusable
+        for path in usable:
             rows.append(
                 {
                     "path": str(path),

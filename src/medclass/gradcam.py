@@ -30,12 +30,7 @@ def last_conv_layer(backbone: keras.Model) -> str:
     """The name of the deepest layer with a spatial (4-D) output: ResNet50's ``conv5_block3_out``,
     EfficientNet's ``top_activation``, MobileNetV2's ``out_relu``."""
     for layer in reversed(backbone.layers):
-        shape = getattr(layer, "output", None)
-        if (
-            shape is not None
-            and len(layer.output.shape) == 4
-            and not isinstance(layer, keras.layers.InputLayer)
-        ):
+        if not isinstance(layer, keras.layers.InputLayer) and len(layer.output.shape) == 4:
             return layer.name
     raise ValueError(f"{backbone.name} has no layer with a spatial output to explain.")
 

@@ -46,12 +46,9 @@ def load_folder(root: str | Path, class_names: list[str]) -> pd.DataFrame:
         label = by_name.get(folder.name.lower())
         if label is None:
             continue
-        for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-            problem = data.check_image(path) if path.suffix.lower() in data.IMAGE_SUFFIXES else "not an image"
-            if problem:
-                skipped.append({"path": str(path), "reason": problem})
-            else:
-                rows.append({"path": str(path), "label": label, "group": str(path)})
+        usable, unusable = data.scan_folder(folder)
+        skipped += unusable
+        rows += [{"path": str(path), "label": label, "group": str(path)} for path in usable]
     frame = pd.DataFrame(rows, columns=["path", "label", "group"])
     if frame.empty:
         raise ValueError(

@@ -157,14 +157,15 @@ def _callbacks(model_checkpoint, patience: int) -> list:
     ]
 
 
-def _weights_of(labels, class_weight: dict[int, float]):
-    """Per-example weights for 0/1 labels or one-hot rows (mixed rows weigh proportionally)."""
-    import tensorflow as tf
+def example_weights(labels, class_weight: dict[int, float]):
+    """Per-example weights for 0/1 labels or one-hot rows (mixed rows weigh proportionally);
+    ``labels`` may be a NumPy array or a tensor inside ``tf.data``."""
+    from keras import ops
 
-    table = tf.constant([class_weight[i] for i in range(len(class_weight))], tf.float32)
-    if labels.shape.rank == 1:
-        return tf.gather(table, tf.cast(labels, tf.int32))
-    return tf.reduce_sum(tf.cast(labels, tf.float32) * table, axis=-1)
+    table = ops.convert_to_tensor([class_weight[i] for i in range(len(class_weight))], "float32")
+    if len(labels.shape) == 1:
+        return ops.take(table, ops.cast(labels, "int32"))
+    return ops.sum(ops.cast(labels, "float32") * table, axis=-1)
 
 
 def weighted_validation(val_ds, class_weight: dict[int, float] | None):
@@ -172,7 +173,7 @@ def weighted_validation(val_ds, class_weight: dict[int, float] | None):
     loss that early stopping and checkpointing watch is the same objective training minimises."""
     if not class_weight:
         return val_ds
-    return val_ds.map(lambda images, labels: (images, labels, _weights_of(labels, class_weight)))
+    return val_ds.map(lambda images, labels: (images, labels, example_weights(labels, class_weight)))
 
 
 def _load_weights(model: keras.Model, weights_path: Path) -> None:
@@ -382,12 +383,8 @@ def _fit_head_on_features(model, num_classes, recipe, phase, features, work_dir,
     checkpoint = keras.callbacks.ModelCheckpoint(
         work_dir / "head.weights.h5", monitor="val_loss", save_best_only=True, save_weights_only=True
     )
-    val_weights = None
     class_weight = fit_options["class_weight"]
-    if class_weight:
-        y_val = features["y_val"]
-        table = np.array([class_weight[i] for i in range(len(class_weight))], "float32")
-        val_weights = table[y_val.astype(int)] if y_val.ndim == 1 else y_val @ table
+    val_weights = np.asarray(example_weights(features["y_val"], class_weight)) if class_weight else None
     head.fit(
         features["x_train"],
         features["y_train"],
