@@ -70,3 +70,14 @@ def test_reliability_diagram_renders_both_curves():
     labels = [line.get_label() for line in figure.axes[0].lines]
     assert any(label.startswith("before (ECE") for label in labels)
     assert any(label.startswith("after temperature scaling") for label in labels)
+
+
+def test_the_temperature_is_described_and_uninformative_scores_say_so():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 500)
+    noise = rng.uniform(0.01, 0.99, 500)  # scores unrelated to the labels
+    temperature = calibration.fit_temperature(y, noise)
+    assert temperature == pytest.approx(calibration.TEMPERATURE_RANGE[1], rel=0.02)
+    assert "edge of the search range" in calibration.describe_temperature(temperature)
+    assert "over-confident" in calibration.describe_temperature(2.0)
+    assert "under-confident" in calibration.describe_temperature(0.5)

@@ -29,6 +29,9 @@ def test_headline_metrics_match_sklearn_and_carry_intervals(predictions):
     assert table.loc["accuracy", "value"] == pytest.approx(metrics.accuracy_score(y_true, predicted))
     assert table.loc["sensitivity", "value"] == pytest.approx(metrics.recall_score(y_true, predicted))
     assert table.loc["ROC-AUC", "value"] == pytest.approx(metrics.roc_auc_score(y_true, scores))
+    assert table.loc["average precision", "value"] == pytest.approx(
+        metrics.average_precision_score(y_true, scores)
+    )
     assert (table["ci_low"] <= table["value"]).all() and (table["value"] <= table["ci_high"]).all()
     assert (table["ci_high"] - table["ci_low"] > 0.01).all()
     assert table.equals(evaluation.headline_metrics(y_true, scores, threshold=0.5))
@@ -74,6 +77,9 @@ def test_multiclass_headline_metrics_match_sklearn():
     assert table.loc["ROC-AUC (macro, one-vs-rest)", "value"] == pytest.approx(
         metrics.roc_auc_score(y_true, probabilities, multi_class="ovr")
     )
+    assert table.loc["average precision (macro)", "value"] == pytest.approx(
+        np.mean([metrics.average_precision_score(y_true == k, probabilities[:, k]) for k in range(4)])
+    )
     assert (table["ci_low"] < table["value"]).all() and (table["value"] < table["ci_high"]).all()
     figure = evaluation.plot_roc(y_true, probabilities, class_names=["a", "b", "c", "d"])
     assert len([line for line in figure.axes[0].lines if line.get_label() != "chance"]) == 4
@@ -85,6 +91,20 @@ def test_multiclass_predictions_and_report():
     assert evaluation.predicted_labels(probabilities).tolist() == [0, 1, 2, 0]
     report = evaluation.classification_report(y_true, probabilities, ["a", "b", "c"])
     assert report.loc["b", "recall"] == pytest.approx(0.5)
+    assert report.loc["b", "ROC-AUC"] == pytest.approx(
+        metrics.roc_auc_score(y_true == 1, probabilities[:, 1])
+    )
+    assert report.loc["c", "average precision"] == pytest.approx(1.0)
+
+
+def test_binary_report_scores_each_class_from_the_sigmoid(predictions):
+    y_true, scores = predictions
+    report = evaluation.classification_report(y_true, scores, ["Healthy", "Tumor"])
+    assert report.loc["Tumor", "ROC-AUC"] == pytest.approx(metrics.roc_auc_score(y_true, scores))
+    assert report.loc["Healthy", "ROC-AUC"] == pytest.approx(report.loc["Tumor", "ROC-AUC"])
+    assert report.loc["Healthy", "average precision"] == pytest.approx(
+        metrics.average_precision_score(1 - y_true, 1 - scores)
+    )
 
 
 def test_figures_render(predictions):

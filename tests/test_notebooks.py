@@ -38,6 +38,9 @@ VOCABULARY = {
     "unfreeze_blocks",
     "imbalance",
     "cache_features",
+    # evaluation
+    "tta",
+    "target_sensitivity",
 }
 
 
@@ -230,3 +233,24 @@ def test_both_case_studies_export_a_model_that_loads_safely(demo_book):
     executed = nbformat.read(demo_book[0] / "executed" / "demo" / "skin_03_evaluation.ipynb", as_version=4)
     text = json.dumps([c.outputs for c in executed.cells if c.cell_type == "code"])
     assert "Test results on synthetic images" in text and "macro-F1" in text
+
+
+@pytest.mark.slow
+def test_evaluation_chapters_show_the_model_card_and_write_their_record(demo_book):
+    build_dir, _ = demo_book
+    outputs = ROOT / book.parameters_for(book.read_profile("demo"), "brain")["output_dir"]
+    for name, dataset, operating, figures in (
+        ("brain_03_evaluation", "brain_mri", "Operating point", 10),
+        ("skin_03_evaluation", "ham10000", "Melanoma operating point", 9),
+    ):
+        page = (build_dir / "html" / "notebooks" / f"{name}.html").read_text()
+        for heading in ("Model card:", operating, "Calibration", "Intended use", "Limits"):
+            assert heading in page, f"{name}: the rendered model card lacks {heading!r}"
+        assert "not a medical device" in page
+        assert page.count('src="../_images/') >= figures, f"{name}: figures missing"
+        card = (outputs / dataset / "model_card.md").read_text()
+        assert card.startswith("# Model card:") and "95% interval" in card
+        record = json.loads((outputs / dataset / "evaluation.json").read_text())
+        assert {"temperature", "operating_threshold", "test", "test_at_operating_point"} <= set(record)
+        assert 0 <= record["operating_threshold"] <= 1
+    assert (outputs / "brain_mri" / "external" / "model_card.md").is_file()

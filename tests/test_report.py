@@ -110,3 +110,49 @@ def test_confident_errors_pick_the_worst_mistakes():
     assert alarms["path"].tolist() == ["d", "e"]
     with pytest.raises(ValueError, match="kind='wrong'"):
         evaluation.confident_errors(frame, y, scores, positive=1, threshold=0.5, kind="wrong")
+
+
+def test_split_table_counts_images_and_groups_per_split():
+    frame = pd.DataFrame(
+        {
+            "label": ["Healthy", "Tumor", "Tumor", "Healthy", "Tumor"],
+            "split": ["train", "train", "train", "val", "test"],
+            "group": ["a", "b", "b", "c", "d"],
+        }
+    )
+    table = report.split_markdown(frame)
+    assert "| Healthy | 1 | 1 | 0 |" in table
+    assert "| Tumor | 2 | 0 | 1 |" in table
+    assert "| *distinct groups* | 2 | 1 | 1 |" in table
+
+
+def test_a_card_shown_inside_a_chapter_has_its_headings_demoted():
+    card = report.model_card({"class_names": CLASS_NAMES}, {"Limits": "few"}, title="x")
+    shown = report.demote_headings(card, 2)
+    assert shown.startswith("### Model card: x")
+    assert "\n#### Limits\n" in shown and "\n## " not in shown
+    assert report.NOT_A_DEVICE in shown
+
+
+def test_gradcam_overlays_are_drawn_for_saved_model(saved_model, synthetic_dir):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from medclass import gradcam
+
+    model, info = training.load_model(saved_model)
+    frame = data.load_dataset("brain_mri", synthetic_dir).head(3)
+    images = gradcam.load_images(frame["path"], info["image_size"])
+    assert images.shape == (3, 48, 48, 3) and images.dtype == np.float32
+    figure = gradcam.plot_overlays(model, frame, CLASS_NAMES, info["image_size"], class_index=1)
+    assert len(figure.axes) == 6
+    titles = [axis.get_title() for axis in figure.axes[:3]]
+    assert all(title.startswith("true ") and "\nP(Tumor)=" in title for title in titles)
+
+
+def test_the_kaggle_layout_is_read_without_its_masks(synthetic_dir):
+    """The synthetic set keeps masks/Training/glioma/...png beside Training/glioma/...jpg: only
+    the scans are images to classify."""
+    frame = report.load_folder(synthetic_dir, CLASS_NAMES)
+    assert len(frame) == len(data.load_dataset("brain_mri", synthetic_dir))
+    assert not frame["path"].str.contains("/masks/").any()

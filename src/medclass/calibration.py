@@ -11,11 +11,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy import optimize
 
+from medclass.evaluation import as_columns
 
-def as_columns(probabilities: np.ndarray) -> np.ndarray:
-    """One column per class: a sigmoid vector P(positive) becomes ``[1 - p, p]``."""
-    probabilities = np.asarray(probabilities, dtype="float64")
-    return np.stack([1 - probabilities, probabilities], axis=1) if probabilities.ndim == 1 else probabilities
+TEMPERATURE_RANGE = (0.05, 20.0)  # where fit_temperature searches
 
 
 def reliability_bins(y_true: np.ndarray, probabilities: np.ndarray, n_bins: int = 10) -> np.ndarray:
@@ -69,8 +67,21 @@ def fit_temperature(y_true: np.ndarray, probabilities: np.ndarray) -> float:
         columns = as_columns(apply_temperature(probabilities, float(np.exp(log_t))))
         return float(-np.mean(np.log(np.clip(columns[np.arange(len(y_true)), y_true], 1e-12, 1))))
 
-    result = optimize.minimize_scalar(nll, bounds=(np.log(0.05), np.log(20)), method="bounded")
+    bounds = np.log(TEMPERATURE_RANGE)
+    result = optimize.minimize_scalar(nll, bounds=tuple(bounds), method="bounded")
     return float(np.exp(result.x))
+
+
+def describe_temperature(temperature: float) -> str:
+    """What a fitted temperature says about the model, in words."""
+    if not TEMPERATURE_RANGE[0] * 1.01 < temperature < TEMPERATURE_RANGE[1] * 0.99:
+        return (
+            f"temperature {temperature:.3f}, at the edge of the search range: the probabilities "
+            "carry almost no information to calibrate"
+        )
+    if temperature > 1:
+        return f"temperature {temperature:.3f}: above 1, the model was over-confident"
+    return f"temperature {temperature:.3f}: below 1, the model was under-confident"
 
 
 def plot_reliability(y_true, before, after=None, n_bins: int = 10, title: str = ""):

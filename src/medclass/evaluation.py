@@ -24,9 +24,9 @@ def predict_probabilities(model, dataset, tta: bool = False) -> tuple[np.ndarray
 
     labels, probabilities = [], []
     for images, batch_labels in dataset:
-        predicted = np.asarray(model(images, training=False), dtype="float32")
+        predicted = np.asarray(model.predict_on_batch(images), dtype="float32")  # compiled, inference mode
         if tta:
-            flipped = np.asarray(model(ops.flip(images, axis=2), training=False), dtype="float32")
+            flipped = np.asarray(model.predict_on_batch(ops.flip(images, axis=2)), dtype="float32")
             predicted = (predicted + flipped) / 2
         probabilities.append(predicted)
         batch_labels = np.asarray(batch_labels)
@@ -35,6 +35,12 @@ def predict_probabilities(model, dataset, tta: bool = False) -> tuple[np.ndarray
     if probabilities.shape[-1] == 1:
         probabilities = probabilities[:, 0]
     return np.concatenate(labels).astype(int), probabilities
+
+
+def as_columns(probabilities: np.ndarray) -> np.ndarray:
+    """One column per class: a sigmoid vector P(positive) becomes ``[1 - p, p]``."""
+    probabilities = np.asarray(probabilities, dtype="float64")
+    return np.stack([1 - probabilities, probabilities], axis=1) if probabilities.ndim == 1 else probabilities
 
 
 def predicted_labels(probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -87,8 +93,9 @@ def headline_metrics(
     """The headline metrics with 95% bootstrap intervals (over ``groups`` when given).
 
     Binary (a vector of P(positive)): accuracy, balanced accuracy, sensitivity, specificity,
-    ROC-AUC. Multi-class (one softmax row per image): accuracy, balanced accuracy, macro-F1,
-    weighted-F1 and the macro one-vs-rest ROC-AUC.
+    ROC-AUC and average precision (the area under the precision-recall curve). Multi-class
+    (one softmax row per image): accuracy, balanced accuracy, macro-F1, weighted-F1, and the
+    macro one-vs-rest ROC-AUC and average precision.
     """
 
     def at_threshold(metric):
@@ -102,6 +109,7 @@ def headline_metrics(
         scores["sensitivity"] = at_threshold(lambda t, p: metrics.recall_score(t, p, pos_label=1))
         scores["specificity"] = at_threshold(lambda t, p: metrics.recall_score(t, p, pos_label=0))
         scores["ROC-AUC"] = metrics.roc_auc_score
+        scores["average precision"] = metrics.average_precision_score
     else:
         labels = np.arange(probabilities.shape[1])
         scores["macro-F1"] = at_threshold(lambda t, p: metrics.f1_score(t, p, labels=labels, average="macro"))
@@ -111,6 +119,9 @@ def headline_metrics(
         if len(np.unique(y_true)) == probabilities.shape[1]:
             scores["ROC-AUC (macro, one-vs-rest)"] = lambda t, p: metrics.roc_auc_score(
                 t, p, multi_class="ovr", average="macro", labels=labels
+            )
+            scores["average precision (macro)"] = lambda t, p: metrics.average_precision_score(
+                np.eye(len(labels))[t], p, average="macro"
             )
     rows = []
     for name, metric in scores.items():
@@ -122,7 +133,8 @@ def headline_metrics(
 def classification_report(
     y_true: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str], threshold: float = 0.5
 ) -> pd.DataFrame:
-    """Scikit-learn's per-class precision, recall, F1 and support, as a DataFrame."""
+    """Scikit-learn's per-class precision, recall, F1 and support, as a DataFrame, with each
+    class's one-vs-rest ROC-AUC and average precision (threshold-free) beside them."""
     report = metrics.classification_report(
         y_true,
         predicted_labels(probabilities, threshold),
@@ -131,7 +143,14 @@ def classification_report(
         output_dict=True,
         zero_division=0,
     )
-    return pd.DataFrame(report).T
+    table = pd.DataFrame(report).T
+    columns = as_columns(probabilities)
+    for index, name in enumerate(class_names):
+        truth = np.asarray(y_true) == index
+        if truth.any() and not truth.all():
+            table.loc[name, "ROC-AUC"] = metrics.roc_auc_score(truth, columns[:, index])
+            table.loc[name, "average precision"] = metrics.average_precision_score(truth, columns[:, index])
+    return table
 
 
 def plot_confusion_matrix(y_true, probabilities, class_names, threshold=0.5, title=""):
@@ -260,7 +279,7 @@ def plot_gallery(errors: pd.DataFrame, score_name: str, title: str = ""):
     from PIL import Image
 
     columns = max(1, min(6, len(errors)))
-    figure, axes = plt.subplots(1, columns, figsize=(2.4 * columns, 2.8), squeeze=False)
+    figure, axes = plt.subplots(1, columns, figsize=(2.4 * columns, 3.0), squeeze=False, layout="constrained")
     for axis in axes.flat:
         axis.axis("off")
     if errors.empty:
@@ -270,5 +289,4 @@ def plot_gallery(errors: pd.DataFrame, score_name: str, title: str = ""):
             axis.imshow(image.convert("RGB"))
         axis.set_title(f"true {row['label']}\n{score_name}={row['score']:.3f}", fontsize=8, color="red")
     figure.suptitle(title)
-    figure.tight_layout()
     return figure

@@ -33,7 +33,9 @@ def load_folder(root: str | Path, class_names: list[str]) -> pd.DataFrame:
 
     Class folders match ``class_names`` case-insensitively; for the brain-MRI classes,
     Kaggle's ``glioma``/``meningioma``/``pituitary``/``notumor`` folders also map to
-    Tumor/Healthy. Unusable files are skipped and listed in ``frame.attrs["skipped"]``.
+    Tumor/Healthy. Anything under a ``masks/`` folder (segmentations, such as the synthetic
+    phantoms carry) is not an image to classify and is left out. Unusable files are skipped and
+    listed in ``frame.attrs["skipped"]``.
     """
     root = Path(root)
     if not root.is_dir():
@@ -44,7 +46,7 @@ def load_folder(root: str | Path, class_names: list[str]) -> pd.DataFrame:
     rows, skipped = [], []
     for folder in sorted(p for p in root.rglob("*") if p.is_dir()):
         label = by_name.get(folder.name.lower())
-        if label is None:
+        if label is None or "masks" in folder.relative_to(root).parts:
             continue
         usable, unusable = data.scan_folder(folder)
         skipped += unusable
@@ -85,6 +87,23 @@ def model_card(info: dict, sections: dict[str, str], title: str) -> str:
         lines += [f"## {heading}", "", body.strip(), ""]
     lines += [f"_Generated {datetime.date.today().isoformat()} by medclass.report._", ""]
     return "\n".join(lines)
+
+
+def split_markdown(frame: pd.DataFrame) -> str:
+    """Images per split and class (and distinct groups: patients, lesions, duplicates), as markdown."""
+    counts = pd.crosstab(frame["label"], frame["split"]).reindex(
+        columns=["train", "val", "test"], fill_value=0
+    )
+    rows = ["| class | train | val | test |", "|---|---|---|---|"]
+    rows += [f"| {label} | {' | '.join(str(n) for n in row)} |" for label, row in counts.iterrows()]
+    groups = frame.groupby("split")["group"].nunique().reindex(counts.columns, fill_value=0)
+    rows.append(f"| *distinct groups* | {' | '.join(str(n) for n in groups)} |")
+    return "\n".join(rows)
+
+
+def demote_headings(markdown: str, levels: int = 2) -> str:
+    """The same markdown with every heading ``levels`` deeper, to show it inside a chapter."""
+    return "\n".join("#" * levels + line if line.startswith("#") else line for line in markdown.splitlines())
 
 
 def metrics_markdown(table: pd.DataFrame) -> str:

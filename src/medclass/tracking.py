@@ -14,6 +14,7 @@ import os
 import re
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -27,6 +28,8 @@ def tracking_uri(output_dir: str | Path) -> str:
 
 
 def _client(output_dir: str | Path):
+    # MLflow imports tqdm.auto, which warns in a notebook without ipywidgets; the bar is unused.
+    warnings.filterwarnings("ignore", message="IProgress not found")
     from mlflow.tracking import MlflowClient
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # its "creating tables" notes
