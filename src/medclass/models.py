@@ -111,6 +111,16 @@ def make_backbone(
         raise
 
 
+def resolve_weights(weights: str | None) -> str | None:
+    """``weights`` as given, except a weights file that is not there: then Keras's ImageNet
+    download, with a note. Lets a profile name a local copy (``../shared/weights/...``) that a
+    reader elsewhere does not have."""
+    if weights in (None, "imagenet") or Path(weights).is_file():
+        return weights
+    print(f"No weights file at {weights}; using weights='imagenet' (Keras downloads them).")
+    return "imagenet"
+
+
 def build_classifier(
     backbone: str,
     weights: str | None,
@@ -124,8 +134,10 @@ def build_classifier(
     The model resizes any input to ``image_size`` (None: the backbone's own size; bilinear,
     which XLA compiles, see :func:`medclass.pipeline.resize_image`) and applies
     the backbone's own preprocessing, so training, evaluation and the app all feed it plain
-    pixels. The backbone runs in inference mode (``training=False``), which keeps
-    BatchNormalization statistics frozen when its layers are later unfrozen for fine-tuning.
+    pixels. The backbone is called with ``training=False``, which holds when the model is
+    called directly; inside ``fit``, Keras 3 passes ``training=True`` to every layer of a
+    functional model regardless (keras-team/keras#20285), and what keeps BatchNormalization in
+    inference mode is that its layers stay non-trainable (:func:`unfreeze_top_blocks`).
     The output layer computes in float32, so the model also trains under mixed precision.
     """
     image_size = image_size_for(backbone, image_size)
@@ -168,6 +180,9 @@ def backbone_blocks(backbone: keras.Model) -> list[tuple[str, list]]:
 
 def unfreeze_top_blocks(backbone: keras.Model, n_blocks: int) -> list[str]:
     """Make the top ``n_blocks`` blocks of ``backbone`` trainable, BatchNormalization excepted.
+
+    A non-trainable BatchNormalization layer runs in inference mode in Keras 3, even inside
+    ``fit``: its ImageNet mean and variance are kept, not overwritten by small new batches.
 
     Returns the names of the unfrozen blocks, top first.
     """
