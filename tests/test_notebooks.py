@@ -247,6 +247,7 @@ def test_evaluation_chapters_show_the_model_card_and_write_their_record(demo_boo
         for heading in ("Model card:", operating, "Calibration", "Intended use", "Limits"):
             assert heading in page, f"{name}: the rendered model card lacks {heading!r}"
         assert "not a medical device" in page
+        assert "|---|" not in page and "|—|" not in page, f"{name}: the card's tables were not rendered"
         assert page.count('src="../_images/') >= figures, f"{name}: figures missing"
         card = (outputs / dataset / "model_card.md").read_text()
         assert card.startswith("# Model card:") and "95% interval" in card
