@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 PROFILE ?= demo
 DATA_DIR ?=
+MODEL ?=
+PUBLISHED ?= cpu
 VENV ?= .venv
 BOOTSTRAP_PYTHON ?= $(shell command -v python3.11 || command -v python3)
 PYTHON := $(VENV)/bin/python
@@ -9,10 +11,12 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install book test test-fast lint format links lock clean
+.PHONY: help install book published app test test-fast lint format links lock clean
 
 help:
 	@echo "make book [PROFILE=demo|cpu|full] [DATA_DIR=...]  execute the notebooks, build _build/html"
+	@echo "make published [PUBLISHED=cpu|full]               build _build/published/html from book/published/, no execution"
+	@echo "make app [MODEL=path/to/export]                   serve the Streamlit demo app on http://localhost:8501"
 	@echo "make test                                         the whole test suite (notebooks and book included)"
 	@echo "make test-fast                                    unit tests only, no notebook execution"
 	@echo "make lint                                         ruff, and notebooks free of outputs"
@@ -32,6 +36,12 @@ install: $(STAMP)
 
 book: $(STAMP)
 	$(PYTHON) -m medclass.book --profile $(PROFILE) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+published: $(STAMP)
+	$(PYTHON) -m medclass.book --render $(PUBLISHED)
+
+app: $(STAMP)
+	$(VENV)/bin/streamlit run src/medclass/app/streamlit_app.py $(if $(MODEL),-- --model $(MODEL))
 
 test: $(STAMP)
 	$(PYTHON) -m pytest

@@ -6,19 +6,29 @@ Used by ``make book``; see the README's "Profiles" section. Run ``python -m medc
 from __future__ import annotations
 
 import argparse
+import ast
+import datetime
 import os
+import platform
 import re
 import shutil
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES_DIR = ROOT / "notebooks" / "profiles"
+PUBLISHED_DIR = ROOT / "book" / "published"
 BOOK_FILES = ("_config.yml", "_toc.yml", "book")
+DATASETS = {
+    "brain_mri": "Brain Tumor MRI (Kaggle, masoudnickparvar; Healthy = notumor, Tumor = the other three)",
+    "ham10000": "HAM10000 dermatoscopy (Tschandl et al. 2018; 7 classes)",
+}
+CHAPTER_DATA = {"augmentation": ("brain_mri", "ham10000"), "concepts_02_resnet": ()}  # else `dataset`
 
 
 def toc_files(toc_path: Path = ROOT / "_toc.yml") -> list[str]:
@@ -112,14 +122,168 @@ def parameters_for(profile: dict, notebook: str) -> dict:
     return {**shared, **(section if isinstance(section, dict) else {})}
 
 
-def execute_notebook(source: Path, target: Path, parameters: dict) -> None:
-    """Execute ``source`` with papermill into ``target``; a failure keeps any previous ``target``."""
+def notebook_defaults(notebook: Path) -> dict:
+    """The literal values of a notebook's ``parameters`` cell (what papermill overrides)."""
+    import nbformat
+
+    document = nbformat.read(notebook, as_version=4)
+    cell = next(c for c in document.cells if "parameters" in c.metadata.get("tags", []))
+    values = {}
+    for node in ast.parse(cell.source).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            try:
+                values[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return values
+
+
+def uses_model(notebook: Path) -> bool:
+    """Whether a chapter's code (not its parameters cell) builds or loads the profile's backbone."""
+    import nbformat
+
+    document = nbformat.read(notebook, as_version=4)
+    code = [
+        c.source
+        for c in document.cells
+        if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])
+    ]
+    return bool(re.search(r"\bbackbone\b", "\n".join(code)))
+
+
+def machine() -> str:
+    """This machine in one line: CPU cores and model, memory, GPUs."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else 0
+    gpus = []
+    if shutil.which("nvidia-smi"):
+        query = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        gpus = [line.strip() for line in query.stdout.splitlines() if line.strip()]
+    return f"{cores} CPU cores ({cpu}), {memory:.0f} GiB memory, " + (", ".join(gpus) if gpus else "no GPU")
+
+
+def _commit() -> str:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + (" (with uncommitted changes)" if dirty else "")
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def provenance(
+    profile_name: str, source: Path, parameters: dict, started: datetime.datetime, seconds: float
+) -> dict:
+    """What produced an executed chapter: profile, settings, data, machine, time, code version."""
+    settings = {**notebook_defaults(source), **parameters}
+    return {
+        "profile": profile_name,
+        "chapter": source.stem,
+        "parameters": settings,
+        "uses_model": uses_model(source),
+        "datasets": list(CHAPTER_DATA.get(source.stem, (settings.get("dataset"),))),
+        "machine": machine(),
+        "started": started.isoformat(timespec="seconds"),
+        "seconds": round(seconds, 1),
+        "commit": _commit(),
+        "versions": {name: _version(name) for name in ("tensorflow", "keras", "keras-cv")},
+    }
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return (
+        f"{hours} h {minutes} min" if hours else f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+    )
+
+
+def describe_weights(weights) -> str:
+    if not weights:
+        return "random initialisation (not pretrained)"
+    if weights == "imagenet":
+        return "ImageNet weights (Keras download)"
+    return f"ImageNet weights from the file `{Path(str(weights)).name}`"
+
+
+def provenance_markdown(record: dict) -> str:
+    """The note at the top of an executed chapter that says how its results were produced."""
+    settings = record["parameters"]
+    if settings.get("synthetic"):
+        data = "synthetic images generated by `medclass` (no patients: the numbers say nothing clinical)"
+    elif record["datasets"]:
+        data = "real data: " + "; ".join(DATASETS.get(name, str(name)) for name in record["datasets"])
+        if settings.get("max_images"):
+            data += f", at most {settings['max_images']} images"
+    else:
+        data = "scikit-learn's bundled digits (no medical data)"
+    lines = [
+        f"- **Profile**: `{record['profile']}` (`notebooks/profiles/{record['profile']}.yaml`)",
+        f"- **Data**: {data}",
+    ]
+    if record["uses_model"]:
+        backbone = settings.get("backbone", "?")
+        if settings.get("alpha") and str(backbone).startswith("mobilenet"):
+            backbone += f" (alpha {settings['alpha']})"
+        size = settings.get("image_size")
+        lines.append(
+            f"- **Backbone**: {backbone}, {describe_weights(settings.get('weights'))}"
+            + (f", {size} px" if size else "")
+        )
+    versions = ", ".join(f"{name} {version}" for name, version in record["versions"].items())
+    lines += [
+        f"- **Hardware**: {record['machine']}",
+        f"- **Run time**: {_duration(record['seconds'])}, started {record['started'].replace('T', ' ')} UTC",
+        f"- **Code**: commit {record['commit']}; {versions}",
+    ]
+    return (
+        "```{admonition} How the results on this page were produced\n:class: note\n"
+        + "\n".join(lines)
+        + "\n```"
+    )
+
+
+def execute_notebook(source: Path, target: Path, parameters: dict, profile_name: str = "custom") -> None:
+    """Execute ``source`` with papermill into ``target``, recording its provenance in the
+    notebook's metadata (``medclass``); a failure keeps any previous ``target``."""
+    import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial.ipynb")
     started = time.perf_counter()
+    started_at = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
     try:
         papermill.execute_notebook(
             str(source),
@@ -138,25 +302,52 @@ def execute_notebook(source: Path, target: Path, parameters: dict) -> None:
             f"(execution count {error.exec_count}): {error.ename}: {error.evalue}\n"
             f"The executed copy with the traceback is {failed}."
         ) from None
+    seconds = time.perf_counter() - started
+    document = nbformat.read(partial, as_version=4)
+    document.metadata["medclass"] = provenance(profile_name, source, parameters, started_at, seconds)
+    nbformat.write(document, partial)
     partial.replace(target)
-    print(f"executed {source.relative_to(ROOT)} in {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"executed {source.relative_to(ROOT)} in {seconds:.0f} s", flush=True)
 
 
 def stage_book(executed_dir: Path, stage_dir: Path) -> None:
-    """Lay out the book's sources with the executed notebooks in place of the clean ones."""
+    """Lay out the book's sources with the executed notebooks in place of the clean ones, each
+    with a note of how it was produced (from its ``medclass`` metadata) under its title."""
+    import nbformat
+
+    missing = [source.name for source in toc_notebooks() if not (executed_dir / source.name).exists()]
+    if missing:
+        raise SystemExit(
+            f"{executed_dir} lacks executed copies of {missing}; execute them first "
+            "(python -m medclass.book --profile ... --only ...)."
+        )
     shutil.rmtree(stage_dir, ignore_errors=True)
     stage_dir.mkdir(parents=True)
     for name in BOOK_FILES:
         source = ROOT / name
         if source.is_dir():
-            shutil.copytree(source, stage_dir / name)
+            shutil.copytree(source, stage_dir / name, ignore=shutil.ignore_patterns("published"))
         else:
             shutil.copy2(source, stage_dir / name)
-    shutil.copytree(
-        executed_dir,
-        stage_dir / "notebooks",
-        ignore=shutil.ignore_patterns("*.failed.ipynb", "*.partial.ipynb"),
-    )
+    (stage_dir / "notebooks").mkdir()
+    for source in toc_notebooks():
+        document = nbformat.read(executed_dir / source.name, as_version=4)
+        if "medclass" in document.metadata:
+            note = nbformat.v4.new_markdown_cell(provenance_markdown(document.metadata["medclass"]))
+            document.cells.insert(1, note)
+        nbformat.write(document, stage_dir / "notebooks" / source.name)
+
+
+def publish(executed: list[Path], profile_name: str, published_dir: Path = PUBLISHED_DIR) -> Path:
+    """Copy executed chapters (with their figures and provenance) into ``book/published/<profile>/``,
+    the results the published book renders; each file is replaced only by a complete copy."""
+    target_dir = published_dir / profile_name
+    target_dir.mkdir(parents=True, exist_ok=True)
+    for notebook in executed:
+        partial = target_dir / f"{notebook.stem}.partial.ipynb"
+        shutil.copy2(notebook, partial)
+        partial.replace(target_dir / notebook.name)
+    return target_dir
 
 
 def build_html(stage_dir: Path, html_dir: Path) -> None:
@@ -189,6 +380,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", help="execute only these notebooks (file stems)")
     parser.add_argument("--skip-html", action="store_true", help="execute the notebooks, do not build HTML")
     parser.add_argument(
+        "--no-publish",
+        action="store_true",
+        help="keep a cpu/full run's notebooks out of book/published/ (the published results)",
+    )
+    parser.add_argument(
+        "--render",
+        metavar="PROFILE",
+        help="build the book from book/published/PROFILE into <build-dir>/published/html; execute nothing",
+    )
+    parser.add_argument(
         "--sync-links", action="store_true", help="rewrite Colab badges and install cells, then stop"
     )
     args = parser.parse_args(argv)
@@ -198,19 +399,35 @@ def main(argv: list[str] | None = None) -> None:
                 print("fixed", problem)
         return
 
+    build_dir = Path(args.build_dir).resolve()
+    if args.render:
+        source = PUBLISHED_DIR / args.render
+        if not source.is_dir():
+            raise SystemExit(
+                f"No published results at {source}; run make book PROFILE={args.render} DATA_DIR=... first."
+            )
+        stage_book(source, build_dir / "stage" / f"published-{args.render}")
+        build_html(build_dir / "stage" / f"published-{args.render}", build_dir / "published" / "html")
+        print(f"published book built: {build_dir / 'published' / 'html' / 'index.html'}")
+        return
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     profile = read_profile(args.profile)
     if args.data_dir:
         profile["data_dir"] = str(Path(args.data_dir).resolve())
-    build_dir = Path(args.build_dir).resolve()
     executed_dir = build_dir / "executed" / args.profile
     print(f"profile {args.profile}: {profile}", flush=True)
     started = time.perf_counter()
+    executed = []
     for source in toc_notebooks():
         if args.only and source.stem not in args.only:
             continue
-        execute_notebook(source, executed_dir / source.name, parameters_for(profile, source.stem))
+        target = executed_dir / source.name
+        execute_notebook(source, target, parameters_for(profile, source.stem), args.profile)
+        executed.append(target)
     print(f"executed all notebooks in {time.perf_counter() - started:.0f} s", flush=True)
+    if args.profile != "demo" and not args.no_publish:  # every notebook ran: publish them together
+        print(f"published {len(executed)} chapters to {publish(executed, args.profile)}", flush=True)
     if not args.skip_html:
         stage_book(executed_dir, build_dir / "stage" / args.profile)
         build_html(build_dir / "stage" / args.profile, build_dir / "html")

@@ -33,12 +33,18 @@ def find_backbone(model: keras.Model) -> keras.Model:
     return nested[0]
 
 
+def _spatial_layers(backbone: keras.Model):
+    """The backbone's layers with a spatial (4-D) output, deepest first."""
+    for layer in reversed(backbone.layers):
+        if not isinstance(layer, keras.layers.InputLayer) and len(layer.output.shape) == 4:
+            yield layer
+
+
 def last_conv_layer(backbone: keras.Model) -> str:
     """The name of the deepest layer with a spatial (4-D) output: ResNet50's ``conv5_block3_out``,
     EfficientNet's ``top_activation``, MobileNetV2's ``out_relu``."""
-    for layer in reversed(backbone.layers):
-        if not isinstance(layer, keras.layers.InputLayer) and len(layer.output.shape) == 4:
-            return layer.name
+    for layer in _spatial_layers(backbone):
+        return layer.name
     raise ValueError(f"{backbone.name} has no layer with a spatial output to explain.")
 
 
@@ -51,9 +57,8 @@ def layer_at_stride(backbone: keras.Model, stride: int = 16) -> str:
     if height is None:
         raise ValueError(f"{backbone.name} has no fixed input size to measure strides against.")
     wanted = -(-height // stride)
-    for layer in reversed(backbone.layers):
-        shape = layer.output.shape
-        if len(shape) == 4 and shape[1] == wanted and not isinstance(layer, keras.layers.InputLayer):
+    for layer in _spatial_layers(backbone):
+        if layer.output.shape[1] == wanted:
             return layer.name
     raise ValueError(f"{backbone.name} has no layer at stride {stride} (a {wanted}x{wanted} output).")
 
@@ -156,10 +161,11 @@ def plot_overlays(
     """
     import matplotlib.pyplot as plt
 
+    from medclass.evaluation import as_columns
+
     images = load_images(frame["path"], image_size)
     probabilities = np.asarray(model(images, training=False), dtype="float32")
-    if probabilities.shape[-1] == 1:
-        probabilities = np.concatenate([1 - probabilities, probabilities], axis=1)
+    probabilities = as_columns(probabilities[:, 0] if probabilities.shape[-1] == 1 else probabilities)
     explained = probabilities.argmax(axis=1) if class_index is None else np.full(len(images), class_index)
     heatmaps = gradcam(model, images, class_index, layer, method)
     columns = max(1, len(images))

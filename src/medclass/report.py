@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -59,6 +60,43 @@ def load_folder(root: str | Path, class_names: list[str]) -> pd.DataFrame:
         )
     frame.attrs["skipped"] = pd.DataFrame(skipped, columns=["path", "reason"])
     return frame
+
+
+def record_evaluation(
+    run_dir: str | Path, output_dir: str | Path, info: dict, results: dict, operating_name: str
+) -> Path:
+    """Write ``results`` to ``evaluation.json`` beside the model (atomically: a failed write keeps
+    the previous file) and add the test metrics to the training run's MLflow record.
+
+    ``results`` holds ``test`` and ``test_at_operating_point`` (metric name -> value), the fitted
+    ``temperature``, the ``operating_threshold`` and the ECE ``ece_before``/``ece_after``; the
+    operating point's metrics are logged as ``test_<operating_name>_<metric>``. The Streamlit app
+    reads the temperature and threshold from this file.
+    """
+    path = Path(run_dir) / "evaluation.json"
+    partial = path.with_name("evaluation.json.partial")
+    partial.write_text(json.dumps(results, indent=2))
+    partial.replace(path)
+    if info.get("mlflow_run_id"):
+        from medclass import tracking
+
+        tracker = tracking.Tracker(output_dir, run_id=info["mlflow_run_id"])
+        tracker.log_metrics({f"test_{name}": value for name, value in results["test"].items()})
+        at_operating_point = results["test_at_operating_point"]
+        tracker.log_metrics(
+            {f"test_{operating_name}_{name}": value for name, value in at_operating_point.items()}
+        )
+        tracker.log_metrics(
+            {
+                "temperature": results["temperature"],
+                "operating_threshold": results["operating_threshold"],
+                "test_ece_before": results["ece_before"],
+                "test_ece_after": results["ece_after"],
+            }
+        )
+        tracker.end()
+        print(f"test metrics logged to MLflow run {info['mlflow_run_id']}")
+    return path
 
 
 def model_card(info: dict, sections: dict[str, str], title: str) -> str:

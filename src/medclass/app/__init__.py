@@ -1,0 +1,1 @@
+"""The Streamlit demo app; ``streamlit_app.py`` is the page, ``medclass.serving`` its logic."""

@@ -1,0 +1,298 @@
+"""What the Streamlit demo app does with a model and an uploaded image, kept apart from the page
+so that it can be tested without a browser.
+
+Defined in chapter "Deployment: the demo app" (book/deployment.md); the page is
+``src/medclass/app.py``.
+
+The app serves any model exported by a training chapter: a folder with ``model.keras`` and its
+``model.json`` sidecar (class names, image size), and, once the evaluation chapter has run,
+``evaluation.json`` (the temperature fitted on validation and the operating threshold).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_OUTPUTS = ROOT / "_build" / "outputs"
+
+MAX_UPLOAD_MB = 20  # the same cap as server.maxUploadSize in .streamlit/config.toml
+MAX_PIXELS = 40_000_000  # larger images are refused before they are decoded
+ACCEPTED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "MPO": "JPEG"}  # MPO: a phone camera's JPEG
+UPLOAD_TYPES = ["jpg", "jpeg", "png"]
+
+# The classes whose probabilities add up to the risk score; a model whose classes are none of
+# these is shown without a risk colour.
+RISK_CLASSES = ("Tumor", "glioma", "meningioma", "pituitary", "mel", "bcc", "akiec")
+RED_DEFAULT = 0.5  # red at or above this risk score when the evaluation chose no threshold for it
+AMBER_FRACTION = 0.5  # amber from half the red threshold
+
+CLASS_DEFINITIONS = {
+    "Healthy": "No tumour visible on this MRI slice.",
+    "notumor": "No tumour visible on this MRI slice.",
+    "Tumor": "A brain tumour is visible on the slice (in the source data a glioma, a meningioma "
+    "or a pituitary tumour).",
+    "glioma": "A tumour arising from the brain's glial (supporting) cells, often infiltrating.",
+    "meningioma": "A tumour of the meninges, the membranes around the brain; usually benign.",
+    "pituitary": "A tumour of the pituitary gland at the base of the brain; usually benign.",
+    "akiec": "Actinic keratosis or intraepithelial carcinoma (Bowen's disease): sun-damaged, "
+    "pre-cancerous or early squamous-cell cancer of the skin.",
+    "bcc": "Basal cell carcinoma: the commonest skin cancer; grows locally and rarely spreads.",
+    "bkl": "Benign keratosis-like lesion: seborrhoeic keratosis, solar lentigo or "
+    "lichen-planus-like keratosis.",
+    "df": "Dermatofibroma: a benign fibrous nodule of the skin.",
+    "mel": "Melanoma: a cancer of the pigment cells that can spread; caught early, excision cures it.",
+    "nv": "Melanocytic nevus: a common mole, benign.",
+    "vasc": "Vascular lesion: cherry angioma, angiokeratoma, pyogenic granuloma or haemorrhage.",
+}
+
+
+class AppError(Exception):
+    """A problem the app shows to its user as a message, and then keeps running."""
+
+
+class ModelUnavailable(AppError):
+    """The selected model cannot be loaded."""
+
+
+class UnreadableImage(AppError):
+    """The upload is not an image the app can classify."""
+
+
+@dataclass
+class Bundle:
+    """A loaded model with what was written beside it."""
+
+    model: object
+    model_dir: Path
+    info: dict
+    evaluation: dict = field(default_factory=dict)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.info["class_names"])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(int(side) for side in self.info["image_size"])
+
+    @property
+    def temperature(self) -> float:
+        return float(self.evaluation.get("temperature", 1.0))
+
+    @property
+    def tta(self) -> bool:
+        return bool(self.evaluation.get("tta", False))
+
+
+@dataclass
+class Risk:
+    """The traffic-light reading of a prediction; ``level`` is None without risk classes."""
+
+    level: str | None
+    score: float
+    classes: list[str]
+    amber: float
+    red: float
+    red_source: str
+
+
+def find_exports(output_dir: str | Path) -> list[Path]:
+    """Folders under ``output_dir`` (at most two levels down) holding ``model.keras`` and
+    ``model.json``, the most recently written first."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return []
+    found = {
+        path.parent
+        for pattern in ("model.keras", "*/model.keras", "*/*/model.keras")
+        for path in output_dir.glob(pattern)
+    }
+    exports = [folder for folder in found if (folder / "model.json").is_file()]
+    return sorted(exports, key=lambda folder: (folder / "model.keras").stat().st_mtime, reverse=True)
+
+
+def exports_dir(output_dir: str | Path | None = None) -> Path:
+    """Where the app looks for exports: ``output_dir``, else ``MEDCLASS_OUTPUT_DIR``, else
+    ``_build/outputs``."""
+    return Path(output_dir or os.environ.get("MEDCLASS_OUTPUT_DIR") or DEFAULT_OUTPUTS).expanduser()
+
+
+def default_model_dir(output_dir: str | Path | None = None) -> Path | None:
+    """The model the app opens with: ``MEDCLASS_MODEL`` when set, otherwise the latest export
+    under :func:`exports_dir`."""
+    if os.environ.get("MEDCLASS_MODEL"):
+        return Path(os.environ["MEDCLASS_MODEL"]).expanduser()
+    exports = find_exports(exports_dir(output_dir))
+    return exports[0] if exports else None
+
+
+def load_bundle(model_dir: str | Path) -> Bundle:
+    """Load the model in ``model_dir`` with Keras's ``safe_mode=True``, and its sidecars.
+
+    Raises :class:`ModelUnavailable` with what to do when the folder, the model or its
+    ``model.json`` is missing or unreadable.
+    """
+    import json
+
+    model_dir = Path(model_dir)
+    how_to = (
+        "Train one with a training chapter (`make book`), or choose another model in the sidebar "
+        "or with MEDCLASS_MODEL=/path/to/export."
+    )
+    if not (model_dir / "model.keras").is_file():
+        raise ModelUnavailable(f"No model file at {model_dir / 'model.keras'}. {how_to}")
+    if not (model_dir / "model.json").is_file():
+        raise ModelUnavailable(
+            f"{model_dir} has model.keras but no model.json (class names, image size): export the "
+            "model with the training chapter, which writes both."
+        )
+    try:
+        info = json.loads((model_dir / "model.json").read_text())
+        info["class_names"], info["image_size"]  # noqa: B018  (both are required)
+    except (ValueError, KeyError, TypeError) as error:
+        raise ModelUnavailable(f"{model_dir / 'model.json'} is unreadable ({error!r}). {how_to}") from None
+    try:
+        from medclass.training import load_model
+
+        model, _ = load_model(model_dir)
+    except Exception as error:  # a truncated zip, a foreign or unsafe file: keep the app alive
+        raise ModelUnavailable(
+            f"Keras could not load {model_dir / 'model.keras'} (safe mode): "
+            f"{type(error).__name__}: {error}. {how_to}"
+        ) from None
+    outputs = int(model.output.shape[-1])
+    if outputs not in (1, len(info["class_names"])) or (outputs == 1 and len(info["class_names"]) != 2):
+        raise ModelUnavailable(
+            f"{model_dir}: the model has {outputs} outputs but model.json names "
+            f"{len(info['class_names'])} classes; re-export the model."
+        )
+    evaluation_path = model_dir / "evaluation.json"
+    evaluation = json.loads(evaluation_path.read_text()) if evaluation_path.is_file() else {}
+    return Bundle(model, model_dir, info, evaluation)
+
+
+def read_image(data: bytes, name: str = "upload") -> tuple[np.ndarray, list[str]]:
+    """Decode an uploaded JPEG or PNG in memory into RGB uint8 pixels, and notes on what was done.
+
+    Grayscale, 16-bit, palette and CMYK images are converted to RGB; transparency is flattened
+    onto black (the background of MRI and of most dermatoscopy borders); the EXIF orientation is
+    applied. Anything else, too large, or broken raises :class:`UnreadableImage`.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if len(data) > MAX_UPLOAD_MB * 2**20:
+        raise UnreadableImage(f"{name} is {len(data) / 2**20:.0f} MB; the limit is {MAX_UPLOAD_MB} MB.")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError):  # not an image at all
+        raise UnreadableImage(
+            f"{name} is not an image that can be read: upload a JPEG or PNG file."
+        ) from None
+    if image.format not in ACCEPTED_FORMATS:
+        raise UnreadableImage(f"{name} is a {image.format} image; upload a JPEG or PNG file.")
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise UnreadableImage(
+            f"{name} is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels); the limit is "
+            f"{MAX_PIXELS / 1e6:.0f} megapixels. Downscale it first."
+        )
+    notes = []
+    try:
+        image.load()
+        oriented = ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError) as error:  # truncated or corrupt data
+        raise UnreadableImage(f"{name} is damaged and cannot be decoded ({error}).") from None
+    if oriented.size != image.size:
+        notes.append("rotated as its EXIF orientation says")
+    image = oriented
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        notes.append("palette colours expanded to RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        pixels = np.asarray(image, dtype="float64")
+        pixels = pixels / max(pixels.max(), 1) * 255
+        image = Image.fromarray(pixels.round().astype("uint8"), "L")
+        notes.append("scaled from more than 8 bits per pixel")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        background = Image.new("RGBA", image.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+        notes.append("transparency flattened onto black")
+    if image.mode in ("L", "1"):
+        notes.append("grayscale copied to three channels")
+    elif image.mode not in ("RGB", "RGBA"):
+        notes.append(f"converted from {image.mode} to RGB")
+    return np.asarray(image.convert("RGB"), dtype="uint8"), notes
+
+
+def model_input(bundle: Bundle, pixels: np.ndarray) -> np.ndarray:
+    """The image resized as the training pipeline resized it, as a float32 batch of one."""
+    from medclass.pipeline import resize_image
+
+    return np.asarray(resize_image(pixels, bundle.image_size), dtype="float32")[None]
+
+
+def predict(bundle: Bundle, pixels: np.ndarray) -> dict[str, float]:
+    """Class probabilities for one RGB image, with the evaluation's test-time augmentation and
+    temperature (when ``evaluation.json`` is there), as ``{class name: probability}``."""
+    from medclass.calibration import apply_temperature
+    from medclass.evaluation import as_columns
+
+    batch = model_input(bundle, pixels)
+    probabilities = np.asarray(bundle.model.predict_on_batch(batch), dtype="float64")
+    if bundle.tta:
+        flipped = np.asarray(bundle.model.predict_on_batch(batch[:, :, ::-1]), dtype="float64")
+        probabilities = (probabilities + flipped) / 2
+    if probabilities.shape[-1] == 1:
+        probabilities = probabilities[:, 0]
+    probabilities = as_columns(apply_temperature(probabilities, bundle.temperature))[0]
+    return dict(zip(bundle.class_names, probabilities.tolist(), strict=True))
+
+
+def risk_classes(class_names: list[str]) -> list[str]:
+    """The classes that count towards the risk score: Tumor; mel, bcc and akiec."""
+    return [name for name in class_names if name in RISK_CLASSES]
+
+
+def risk_thresholds(bundle: Bundle) -> tuple[float, float, str]:
+    """``(amber, red, where red comes from)``.
+
+    Red is the operating threshold the evaluation chapter chose on validation, when it was
+    chosen for the risk score itself (P(Tumor) for the brain model); otherwise ``RED_DEFAULT``.
+    Amber starts at ``AMBER_FRACTION`` of red.
+    """
+    chosen_for = bundle.evaluation.get("operating_class")
+    if chosen_for and risk_classes(bundle.class_names) == [chosen_for]:
+        red = float(bundle.evaluation["operating_threshold"])
+        target = bundle.evaluation.get("target_sensitivity")
+        source = f"the operating threshold chosen on validation for sensitivity {target}"
+    else:
+        red, source = RED_DEFAULT, "the default, 0.5"
+    return AMBER_FRACTION * red, red, source
+
+
+def assess_risk(bundle: Bundle, probabilities: dict[str, float]) -> Risk:
+    """Green, amber or red from the summed probability of the risk classes."""
+    classes = risk_classes(bundle.class_names)
+    amber, red, source = risk_thresholds(bundle)
+    score = float(sum(probabilities[name] for name in classes))
+    if not classes:
+        level = None
+    else:
+        level = "red" if score >= red else "amber" if score >= amber else "green"
+    return Risk(level, score, classes, amber, red, source)
+
+
+def explain(bundle: Bundle, pixels: np.ndarray, class_name: str, method: str = "gradcam") -> np.ndarray:
+    """The Grad-CAM overlay for ``class_name`` on the image as the model sees it (resized)."""
+    from medclass import gradcam
+
+    batch = model_input(bundle, pixels)
+    index = bundle.class_names.index(class_name)  # for a sigmoid model 1 is the positive class
+    heatmap = gradcam.gradcam(bundle.model, batch, class_index=index, method=method)[0]
+    return gradcam.overlay(batch[0], heatmap)
