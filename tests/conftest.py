@@ -59,3 +59,28 @@ def requires_mobilenet_weights():
     return pytest.mark.skipif(
         not MOBILENET_WEIGHTS.is_file(), reason=f"pretrained weights not found at {MOBILENET_WEIGHTS}"
     )
+
+
+@pytest.fixture(scope="session")
+def saved_model(synthetic_dir, tmp_path_factory) -> Path:
+    """A small brain model trained here (MobileNetV2 0.35, not pretrained, 48 px, one epoch) and
+    exported the way the training chapter exports one: ``model.keras`` and ``model.json``."""
+    from medclass import data, models, pipeline, splits, training
+
+    class_names = ["Healthy", "Tumor"]
+    run_dir = tmp_path_factory.mktemp("run")
+    frame = splits.split_frame(data.load_dataset("brain_mri", synthetic_dir), seed=0)
+    train = pipeline.make_dataset(frame[frame.split == "train"], class_names, (48, 48), 16)
+    val = pipeline.make_dataset(frame[frame.split == "val"], class_names, (48, 48), 16)
+    model, base = models.build_classifier("mobilenet_v2", None, (48, 48), 2, alpha=0.35)
+    metadata = {
+        "class_names": class_names,
+        "image_size": [48, 48],
+        "threshold": 0.5,
+        "backbone": "mobilenet_v2",
+        "weights": None,
+        "data": "synthetic phantoms",
+    }
+    recipe = training.Recipe(epochs_frozen=1, epochs_finetune=0)
+    training.train_two_phase(model, base, train, val, run_dir, 2, recipe, metadata=metadata)
+    return run_dir

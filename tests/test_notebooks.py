@@ -213,6 +213,20 @@ def test_book_builds_without_warnings_and_shows_the_parts(demo_book):
         assert "mybinder.org/v2/gh/" in page and "btn-download-source-button" in page
     references = (build_dir / "html" / "book" / "references.html").read_text().lower()
     assert "deep residual learning for image recognition" in references
+    assert "Deployment" in index and (build_dir / "html" / "book" / "deployment.html").is_file()
+
+
+@pytest.mark.slow
+def test_every_chapter_says_how_its_results_were_produced(demo_book):
+    build_dir, _ = demo_book
+    for source in book.toc_notebooks():
+        page = (build_dir / "html" / "notebooks" / f"{source.stem}.html").read_text()
+        assert "How the results on this page were produced" in page, source.stem
+        assert "demo" in page and "synthetic images generated" in page and "Run time" in page
+    training = (build_dir / "html" / "notebooks" / "brain_02_training.html").read_text()
+    assert "Backbone" in training and "resnet50" in training and "random initialisation" in training
+    data_chapter = (build_dir / "html" / "notebooks" / "brain_01_data.html").read_text()
+    assert "Backbone" not in data_chapter.split("How the results on this page were produced")[1][:2000]
 
 
 @pytest.mark.slow

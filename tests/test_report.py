@@ -8,38 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medclass import data, evaluation, models, pipeline, report, splits, training
+from medclass import data, evaluation, pipeline, report, training
 from tests.conftest import write_image
 
 CLASS_NAMES = ["Healthy", "Tumor"]
-
-
-@pytest.fixture(scope="module")
-def saved_model(synthetic_dir, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("run")
-    frame = splits.split_frame(data.load_dataset("brain_mri", synthetic_dir), seed=0)
-    train = pipeline.make_dataset(frame[frame.split == "train"], CLASS_NAMES, (48, 48), 16)
-    val = pipeline.make_dataset(frame[frame.split == "val"], CLASS_NAMES, (48, 48), 16)
-    model, base = models.build_classifier("mobilenet_v2", None, (48, 48), 2, alpha=0.35)
-    metadata = {
-        "class_names": CLASS_NAMES,
-        "image_size": [48, 48],
-        "threshold": 0.5,
-        "backbone": "mobilenet_v2",
-        "weights": None,
-        "data": "synthetic phantoms",
-    }
-    training.train_two_phase(
-        model,
-        base,
-        train,
-        val,
-        run_dir,
-        2,
-        training.Recipe(epochs_frozen=1, epochs_finetune=0),
-        metadata=metadata,
-    )
-    return run_dir
 
 
 def test_a_plain_class_folder_is_evaluated_into_a_report(saved_model, synthetic_dir, tmp_path):

@@ -11,8 +11,13 @@ The app serves any model exported by a training chapter: a folder with ``model.k
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import subprocess
+import sys
+import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +25,19 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUTPUTS = ROOT / "_build" / "outputs"
+APP = Path(__file__).resolve().parent / "app" / "streamlit_app.py"
+# Headless Chromium as root in a closed network (the browser test, tools/screenshot_app.py): no
+# sandbox, and none of Chromium's background connections.
+HEADLESS_CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
 
 MAX_UPLOAD_MB = 20  # the same cap as server.maxUploadSize in .streamlit/config.toml
 MAX_PIXELS = 40_000_000  # larger images are refused before they are decoded
@@ -296,3 +314,50 @@ def explain(bundle: Bundle, pixels: np.ndarray, class_name: str, method: str = "
     index = bundle.class_names.index(class_name)  # for a sigmoid model 1 is the positive class
     heatmap = gradcam.gradcam(bundle.model, batch, class_index=index, method=method)[0]
     return gradcam.overlay(batch[0], heatmap)
+
+
+@contextlib.contextmanager
+def served_app(model_dir: str | Path, log: str | Path, port: int | None = None, timeout: float = 90):
+    """Serve the app with ``streamlit run`` on localhost (``make app`` does the same) for as long
+    as the ``with`` block lasts; yields its URL. The server's output goes to ``log``."""
+    import socket
+
+    if port is None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--",
+        "--model",
+        str(model_dir),
+    ]
+    log = Path(log)
+    with log.open("w") as output:
+        server = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + timeout
+            while True:
+                with contextlib.suppress(OSError):
+                    if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                        break
+                if server.poll() is not None:
+                    raise RuntimeError(f"streamlit exited with {server.returncode}:\n{log.read_text()}")
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"streamlit did not answer in {timeout:.0f} s:\n{log.read_text()}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            server.terminate()
+            server.wait(timeout=30)

@@ -69,7 +69,15 @@ def choose_model(options: argparse.Namespace) -> Path | None:
     choices = list(dict.fromkeys(([configured] if configured else []) + found))
     if not choices:
         return None
-    return st.sidebar.selectbox("Model", choices, format_func=lambda path: str(path))
+    return st.sidebar.selectbox("Model", choices, format_func=shorter_path)
+
+
+def shorter_path(path: Path) -> str:
+    """A model folder as the sidebar names it: relative to the working folder when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def show_model(bundle: serving.Bundle) -> None:
@@ -165,7 +173,14 @@ def main() -> None:
         st.image(overlay, caption=f"Where the evidence for {predicted} lies (red: most)")
     with right:
         st.subheader("Prediction")
-        st.metric("Most likely class", predicted, f"P = {probabilities[predicted]:.3f}", delta_color="off")
+        st.metric(
+            "Most likely class",
+            predicted,
+            f"P = {probabilities[predicted]:.3f}",
+            delta_color="off",
+            delta_arrow="off",
+            border=True,
+        )
         show_risk(serving.assess_risk(bundle, probabilities))
         table = pd.DataFrame(
             {

@@ -1,0 +1,68 @@
+"""Real-browser tests in headless Chromium (Debian's package, driven by Playwright): the demo app
+served on localhost, and the published book. Screenshots go to ``_build/screenshots/``.
+
+Chromium is installed by ``tools/install_chromium.sh`` when it is missing, as CI needs; the tests
+skip, saying so, only where it cannot be installed (no apt-get, no root).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from medclass import serving
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        result = subprocess.run(
+            ["bash", str(ROOT / "tools" / "install_chromium.sh")], capture_output=True, text=True
+        )
+        if result.returncode == 3:
+            pytest.skip(f"Chromium is missing and cannot be installed here: {result.stderr.strip()}")
+        assert result.returncode == 0, f"tools/install_chromium.sh failed:\n{result.stdout}\n{result.stderr}"
+        path = shutil.which("chromium")
+    return path
+
+
+@pytest.fixture
+def page(chromium):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=serving.HEADLESS_CHROMIUM_FLAGS
+        )
+        yield browser.new_page(viewport={"width": 1400, "height": 1000})
+        browser.close()
+
+
+def test_the_app_in_chromium_predicts_an_uploaded_image(page, saved_model, synthetic_dir, tmp_path):
+    scan = sorted((synthetic_dir / "Training" / "glioma").glob("*.jpg"))[0]
+    expected = serving.predict(serving.load_bundle(saved_model), serving.read_image(scan.read_bytes())[0])
+    predicted = max(expected, key=expected.get)
+    with serving.served_app(saved_model, tmp_path / "streamlit.log") as url:
+        page.goto(url)
+        page.get_by_text("not a medical device").first.wait_for(timeout=120_000)
+        page.locator('input[type="file"]').set_input_files(str(scan))
+        metric = page.locator('[data-testid="stMetricValue"]')
+        metric.wait_for(timeout=120_000)
+        assert metric.inner_text().strip() == predicted
+        page.get_by_text("risk score P(Tumor)").wait_for(timeout=30_000)
+        page.locator('[data-testid="stImage"] img').nth(1).wait_for(timeout=30_000)  # image, Grad-CAM
+        assert page.locator('[data-testid="stImage"] img').count() == 2
+        page.get_by_text(f"Where the evidence for {predicted} lies").wait_for(timeout=30_000)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.wait_for_timeout(1500)  # let the chart finish drawing before the picture
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "app.png"), full_page=True)
+    assert (SCREENSHOTS / "app.png").stat().st_size > 20_000

@@ -1,0 +1,288 @@
+"""What the demo app does with uploads and models (medclass.serving), without Streamlit."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from medclass import serving
+from tests.conftest import ROOT
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def gradient(mode: str = "RGB", size=(40, 30)) -> Image.Image:
+    ramp = np.tile(np.linspace(0, 255, size[0], dtype="uint8"), (size[1], 1))
+    return Image.fromarray(np.stack([ramp, ramp[::-1], np.full_like(ramp, 90)], axis=-1)).convert(mode)
+
+
+@pytest.fixture
+def model_dir(saved_model, tmp_path) -> Path:
+    """The session's small brain model, copied so that a test may add or break files."""
+    return Path(shutil.copytree(saved_model, tmp_path / "brain_mri", ignore=shutil.ignore_patterns("work")))
+
+
+def tumour_scan(synthetic_dir: Path) -> Path:
+    return sorted((synthetic_dir / "Training" / "glioma").glob("*.jpg"))[0]
+
+
+def bundle_of(class_names, evaluation=None) -> serving.Bundle:
+    return serving.Bundle(
+        None, Path("."), {"class_names": class_names, "image_size": [8, 8]}, evaluation or {}
+    )
+
+
+# Reading uploads -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt", "note"),
+    [
+        ("RGB", "JPEG", None),
+        ("L", "JPEG", "grayscale"),
+        ("L", "PNG", "grayscale"),
+        ("RGBA", "PNG", "transparency flattened onto black"),
+        ("LA", "PNG", "transparency flattened onto black"),
+        ("P", "PNG", "palette"),
+        ("CMYK", "JPEG", "converted from CMYK"),
+    ],
+)
+def test_every_colour_mode_becomes_rgb_with_a_note(mode, fmt, note):
+    pixels, notes = serving.read_image(encode(gradient(mode), fmt), f"scan.{fmt.lower()}")
+    assert pixels.dtype == np.uint8 and pixels.shape == (30, 40, 3)
+    if note is None:
+        assert notes == []
+    else:
+        assert any(note in text for text in notes), notes
+
+
+def test_transparent_pixels_are_flattened_onto_black():
+    image = Image.new("RGBA", (10, 10), (255, 255, 255, 0))
+    image.putpixel((0, 0), (200, 100, 50, 255))
+    pixels, _ = serving.read_image(encode(image))
+    assert pixels[5, 5].tolist() == [0, 0, 0] and pixels[0, 0].tolist() == [200, 100, 50]
+
+
+def test_a_16_bit_png_is_scaled_to_8_bits():
+    deep = Image.fromarray((np.arange(100, dtype="uint16").reshape(10, 10) * 600).astype("uint16"))
+    pixels, notes = serving.read_image(encode(deep))
+    assert pixels.max() == 255 and pixels[0, 0, 0] == 0
+    assert any("more than 8 bits" in note for note in notes)
+
+
+def test_the_exif_orientation_is_applied():
+    image = gradient(size=(40, 30))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    pixels, notes = serving.read_image(encode(image, "JPEG", exif=exif))
+    assert pixels.shape == (40, 30, 3) and any("EXIF" in note for note in notes)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"these are not the pixels you are looking for", "not an image that can be read"),
+        (b"", "not an image that can be read"),
+        (encode(gradient(), "GIF"), "is a GIF image"),
+        (encode(gradient(), "BMP"), "is a BMP image"),
+        (encode(gradient(size=(200, 150)), "JPEG", quality=95)[:3000], "damaged"),
+    ],
+)
+def test_what_is_not_a_usable_jpeg_or_png_is_refused_with_a_reason(data, message):
+    with pytest.raises(serving.UnreadableImage, match=message):
+        serving.read_image(data, "upload.png")
+
+
+def test_oversized_uploads_are_refused_before_decoding(monkeypatch):
+    with pytest.raises(serving.UnreadableImage, match=r"the limit is 20 MB"):
+        serving.read_image(b"\xff" * (serving.MAX_UPLOAD_MB * 2**20 + 1), "huge.jpg")
+    monkeypatch.setattr(serving, "MAX_PIXELS", 1000)
+    with pytest.raises(serving.UnreadableImage, match=r"40x30 pixels .* Downscale it first"):
+        serving.read_image(encode(gradient()), "big.png")
+
+
+# Finding and loading models ------------------------------------------------------------------
+
+
+def test_the_latest_export_is_the_default_and_the_environment_overrides_it(model_dir, tmp_path, monkeypatch):
+    older = Path(shutil.copytree(model_dir, tmp_path / "outputs" / "cpu" / "ham10000"))
+    newer = Path(shutil.copytree(model_dir, tmp_path / "outputs" / "demo" / "brain_mri"))
+    now = time.time()  # copies keep the session model's time: set both
+    os.utime(older / "model.keras", (now - 60, now - 60))
+    os.utime(newer / "model.keras", (now, now))
+    (tmp_path / "outputs" / "half").mkdir()
+    (tmp_path / "outputs" / "half" / "model.keras").write_bytes(b"no sidecar: not an export")
+    monkeypatch.delenv("MEDCLASS_MODEL", raising=False)
+    assert serving.find_exports(tmp_path / "outputs") == [newer, older]
+    assert serving.default_model_dir(tmp_path / "outputs") == newer
+    assert serving.find_exports(tmp_path / "nowhere") == []
+    monkeypatch.setenv("MEDCLASS_OUTPUT_DIR", str(tmp_path / "outputs"))
+    assert serving.default_model_dir() == newer
+    monkeypatch.setenv("MEDCLASS_MODEL", str(older))
+    assert serving.default_model_dir() == older
+
+
+def test_missing_incomplete_or_broken_models_say_what_to_do(model_dir, tmp_path):
+    with pytest.raises(serving.ModelUnavailable, match="No model file at .*make book"):
+        serving.load_bundle(tmp_path / "nowhere")
+    (model_dir / "model.json").rename(model_dir / "elsewhere.json")
+    with pytest.raises(serving.ModelUnavailable, match="no model.json"):
+        serving.load_bundle(model_dir)
+    (model_dir / "elsewhere.json").write_text("{not json")
+    (model_dir / "elsewhere.json").rename(model_dir / "model.json")
+    with pytest.raises(serving.ModelUnavailable, match="model.json is unreadable"):
+        serving.load_bundle(model_dir)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.keras").write_bytes(b"PK\x03\x04 truncated")
+    (broken / "model.json").write_text(
+        json.dumps({"class_names": ["Healthy", "Tumor"], "image_size": [48, 48]})
+    )
+    with pytest.raises(serving.ModelUnavailable, match="Keras could not load"):
+        serving.load_bundle(broken)
+
+
+def test_a_model_that_would_run_code_is_refused_by_safe_mode(tmp_path):
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)  # Python bytecode in the file
+    keras.Model(inputs, outputs).save(tmp_path / "model.keras")
+    (tmp_path / "model.json").write_text(json.dumps({"class_names": ["a", "b"], "image_size": [8, 8]}))
+    with pytest.raises(serving.ModelUnavailable, match="safe mode"):
+        serving.load_bundle(tmp_path)
+
+
+def test_a_sidecar_that_disagrees_with_the_model_is_refused(model_dir):
+    info = json.loads((model_dir / "model.json").read_text())
+    info["class_names"] = ["a", "b", "c"]
+    (model_dir / "model.json").write_text(json.dumps(info))
+    with pytest.raises(serving.ModelUnavailable, match="1 outputs but model.json names 3 classes"):
+        serving.load_bundle(model_dir)
+
+
+# Predictions, calibration, Grad-CAM ------------------------------------------------------------
+
+
+def test_probabilities_use_the_evaluation_temperature_and_flip_averaging(model_dir, synthetic_dir):
+    image = tumour_scan(synthetic_dir)
+    pixels, _ = serving.read_image(image.read_bytes(), image.name)
+    plain = serving.load_bundle(model_dir)
+    assert plain.evaluation == {} and plain.temperature == 1.0
+    raw = plain.model.predict_on_batch(serving.model_input(plain, pixels))[0, 0]
+    probabilities = serving.predict(plain, pixels)
+    assert list(probabilities) == ["Healthy", "Tumor"]
+    assert probabilities["Tumor"] == pytest.approx(raw, abs=1e-6)
+    assert sum(probabilities.values()) == pytest.approx(1)
+
+    (model_dir / "evaluation.json").write_text(json.dumps({"temperature": 2.0, "tta": True}))
+    calibrated = serving.load_bundle(model_dir)
+    batch = serving.model_input(calibrated, pixels)
+    mean = (
+        calibrated.model.predict_on_batch(batch)[0, 0]
+        + calibrated.model.predict_on_batch(batch[:, :, ::-1])[0, 0]
+    ) / 2
+    logit = np.log(mean / (1 - mean))
+    assert serving.predict(calibrated, pixels)["Tumor"] == pytest.approx(
+        1 / (1 + np.exp(-logit / 2)), abs=1e-5
+    )
+
+
+def test_gradcam_overlay_is_an_image_of_the_model_input_size(model_dir, synthetic_dir):
+    bundle = serving.load_bundle(model_dir)
+    image = tumour_scan(synthetic_dir)
+    pixels, _ = serving.read_image(image.read_bytes())
+    overlay = serving.explain(bundle, pixels, "Tumor")
+    assert overlay.shape == (48, 48, 3) and overlay.dtype == np.uint8
+    assert not np.array_equal(overlay, serving.model_input(bundle, pixels)[0].astype("uint8"))
+
+
+# The risk colour ------------------------------------------------------------------------------
+
+
+def test_brain_risk_uses_the_operating_threshold_chosen_on_validation():
+    bundle = bundle_of(
+        ["Healthy", "Tumor"],
+        {"operating_class": "Tumor", "operating_threshold": 0.3, "target_sensitivity": 0.98},
+    )
+    assert serving.risk_thresholds(bundle)[:2] == (0.15, 0.3)
+    for p_tumor, level in ((0.1, "green"), (0.15, "amber"), (0.29, "amber"), (0.3, "red"), (0.99, "red")):
+        risk = serving.assess_risk(bundle, {"Healthy": 1 - p_tumor, "Tumor": p_tumor})
+        assert (risk.level, risk.score) == (level, pytest.approx(p_tumor)), p_tumor
+    assert "sensitivity 0.98" in risk.red_source
+    default = serving.assess_risk(bundle_of(["Healthy", "Tumor"]), {"Healthy": 0.6, "Tumor": 0.4})
+    assert (default.amber, default.red, default.level) == (0.25, 0.5, "amber")
+
+
+def test_skin_risk_sums_the_malignant_classes():
+    names = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+    bundle = bundle_of(names, {"operating_class": "mel", "operating_threshold": 0.1})
+    probabilities = dict(zip(names, [0.1, 0.15, 0.05, 0.0, 0.3, 0.35, 0.05], strict=True))
+    risk = serving.assess_risk(bundle, probabilities)
+    assert risk.classes == ["akiec", "bcc", "mel"] and risk.score == pytest.approx(0.55)
+    assert (risk.amber, risk.red, risk.level) == (0.25, 0.5, "red"), "a melanoma-only threshold is not used"
+    probabilities.update(mel=0.05, nv=0.6)
+    assert serving.assess_risk(bundle, probabilities).level == "amber"
+    probabilities.update(akiec=0.0, bcc=0.0, mel=0.0, nv=0.9)
+    assert serving.assess_risk(bundle, probabilities).level == "green"
+    assert serving.assess_risk(bundle_of(["cat", "dog"]), {"cat": 0.5, "dog": 0.5}).level is None
+
+
+def test_every_class_of_both_case_studies_has_a_definition():
+    for name in ["Healthy", "Tumor", "akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]:
+        assert len(serving.CLASS_DEFINITIONS[name]) > 20
+
+
+# Streamlit Community Cloud -----------------------------------------------------------------------
+
+
+def test_the_app_requirements_pin_what_the_app_imports_at_the_book_versions():
+    lock = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==")
+            lock[name.lower()] = version.strip()
+    pins = {}
+    for line in (ROOT / "src" / "medclass" / "app" / "requirements.txt").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.lower().replace("tensorflow-cpu", "tensorflow")] = version.strip()
+    for name, version in pins.items():
+        assert lock.get(name) == version, f"{name}: app pins {version}, requirements.txt {lock.get(name)}"
+    probe = (
+        "import sys, medclass.serving as s; from medclass import training, gradcam, calibration, evaluation, "
+        "pipeline, models; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    modules = {
+        "keras_cv": "keras-cv",
+        "mlflow": "mlflow",
+        "seaborn": "seaborn",
+        "kagglehub": "kagglehub",
+        "sklearn": "scikit-learn",
+        "PIL": "pillow",
+        "pandas": "pandas",
+        "matplotlib": "matplotlib",
+        "tensorflow": "tensorflow",
+        "keras": "keras",
+        "streamlit": "streamlit",
+    }
+    for module, distribution in modules.items():
+        if f"'{module}'" in imported and module != "streamlit":
+            assert distribution in pins, f"the app imports {module} but its requirements lack {distribution}"
+    assert "streamlit" in pins
