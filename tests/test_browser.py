@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 
+import nbformat
 import pytest
 
-from medclass import serving
+from medclass import book, serving
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -66,3 +68,39 @@ def test_the_app_in_chromium_predicts_an_uploaded_image(page, saved_model, synth
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "app.png"), full_page=True)
     assert (SCREENSHOTS / "app.png").stat().st_size > 20_000
+
+
+@pytest.mark.parametrize("profile", ["cpu"])
+def test_the_published_book_shows_real_results_with_their_provenance(page, profile, tmp_path):
+    published = book.PUBLISHED_DIR / profile
+    assert published.is_dir(), f"no published results at {published}: run make book PROFILE={profile}"
+    result = subprocess.run(
+        [sys.executable, "-m", "medclass.book", "--render", profile, "--build-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    html = tmp_path / "published" / "html"
+    for source in book.toc_notebooks():
+        record = nbformat.read(published / source.name, as_version=4).metadata["medclass"]
+        assert record["profile"] == profile and not record["parameters"]["synthetic"], source.name
+        text = (html / "notebooks" / f"{source.stem}.html").read_text()
+        assert "How the results on this page were produced" in text and "Hardware" in text, source.stem
+    page.goto((html / "notebooks" / "brain_03_evaluation.html").as_uri())
+    note = page.locator(".admonition", has_text="How the results on this page were produced")
+    note.wait_for(timeout=30_000)
+    words = note.inner_text()
+    assert f"{profile}.yaml" in words
+    for fact in ("real data", "Brain Tumor MRI", "mobilenet_v2", "Hardware", "Run time", "Code"):
+        assert fact in words, f"the provenance note lacks {fact!r}: {words}"
+    assert "synthetic" not in words
+    assert page.get_by_text("Model card:").count() >= 1
+    figures = page.locator("img[src*='_images/']")
+    assert figures.count() >= 8
+    note.scroll_into_view_if_needed()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"published_{profile}_brain_03_evaluation.png"))
+    page.goto((html / "notebooks" / "skin_03_evaluation.html").as_uri())
+    skin_note = page.locator(".admonition", has_text="How the results on this page were produced")
+    assert "HAM10000" in skin_note.inner_text() and "synthetic" not in skin_note.inner_text()

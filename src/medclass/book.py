@@ -338,10 +338,10 @@ def stage_book(executed_dir: Path, stage_dir: Path) -> None:
         nbformat.write(document, stage_dir / "notebooks" / source.name)
 
 
-def publish(executed: list[Path], profile_name: str, published_dir: Path = PUBLISHED_DIR) -> Path:
+def publish(executed: list[Path], profile_name: str, published_dir: Path | None = None) -> Path:
     """Copy executed chapters (with their figures and provenance) into ``book/published/<profile>/``,
     the results the published book renders; each file is replaced only by a complete copy."""
-    target_dir = published_dir / profile_name
+    target_dir = (published_dir or PUBLISHED_DIR) / profile_name
     target_dir.mkdir(parents=True, exist_ok=True)
     for notebook in executed:
         partial = target_dir / f"{notebook.stem}.partial.ipynb"

@@ -66,7 +66,7 @@ def choose_model(options: argparse.Namespace) -> Path | None:
     """The sidebar's model selector: the configured model first, then the other exports found."""
     configured = Path(options.model) if options.model else serving.default_model_dir(options.output_dir)
     found = serving.find_exports(serving.exports_dir(options.output_dir))
-    choices = list(dict.fromkeys(([configured] if configured else []) + found))
+    choices = list(dict.fromkeys(path.resolve() for path in ([configured] if configured else []) + found))
     if not choices:
         return None
     return st.sidebar.selectbox("Model", choices, format_func=shorter_path)

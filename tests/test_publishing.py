@@ -1,0 +1,132 @@
+"""Publishing: provenance recorded with each executed chapter, book/published/, the workflows."""
+
+from __future__ import annotations
+
+import datetime
+import re
+
+import nbformat
+import pytest
+import yaml
+
+from medclass import book
+from tests.conftest import ROOT
+
+
+def executed_copy(path, record: dict | None = None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = nbformat.v4.new_notebook()
+    document.cells = [nbformat.v4.new_markdown_cell("# A chapter"), nbformat.v4.new_code_cell("1 + 1")]
+    if record is not None:
+        document.metadata["medclass"] = record
+    nbformat.write(document, path)
+    return path
+
+
+def test_provenance_records_profile_settings_data_machine_and_time():
+    source = ROOT / "notebooks" / "brain_02_training.ipynb"
+    started = datetime.datetime(2026, 11, 23, 8, 0, 0)
+    record = book.provenance("cpu", source, {"backbone": "mobilenet_v2", "alpha": 0.35}, started, 421.4)
+    assert record["parameters"]["backbone"] == "mobilenet_v2"
+    assert record["parameters"]["epochs_frozen"] == book.notebook_defaults(source)["epochs_frozen"]
+    assert record["uses_model"] and record["datasets"] == ["brain_mri"]
+    assert re.match(r"\d+ CPU cores \(.+\), \d+ GiB memory, ", record["machine"])
+    note = book.provenance_markdown(record)
+    assert note.startswith("```{admonition} How the results on this page were produced")
+    for fact in (
+        "`cpu`",
+        "real data: Brain Tumor MRI",
+        "mobilenet_v2 (alpha 0.35)",
+        "7 min 1 s",
+        "2026-11-23 08:00:00",
+    ):
+        assert fact in note, fact
+
+
+def test_provenance_says_which_chapters_use_no_model_and_which_data():
+    data_chapter = book.provenance(
+        "demo", ROOT / "notebooks" / "skin_01_data.ipynb", {"synthetic": True}, datetime.datetime.now(), 3
+    )
+    assert not data_chapter["uses_model"] and "Backbone" not in book.provenance_markdown(data_chapter)
+    assert "synthetic images" in book.provenance_markdown(data_chapter)
+    augmentation = book.provenance(
+        "cpu", ROOT / "notebooks" / "augmentation.ipynb", {"synthetic": False}, datetime.datetime.now(), 3
+    )
+    assert "Brain Tumor MRI" in book.provenance_markdown(augmentation)
+    assert "HAM10000" in book.provenance_markdown(augmentation)
+    digits = book.provenance(
+        "cpu",
+        ROOT / "notebooks" / "concepts_02_resnet.ipynb",
+        {"synthetic": False},
+        datetime.datetime.now(),
+        3,
+    )
+    assert "digits (no medical data)" in book.provenance_markdown(digits)
+
+
+def test_publish_copies_executed_chapters_whole(tmp_path):
+    executed = [executed_copy(tmp_path / f"{name}.ipynb", {"profile": "cpu"}) for name in ("a", "b")]
+    target = book.publish(executed, "cpu", tmp_path / "published")
+    assert sorted(path.name for path in target.iterdir()) == ["a.ipynb", "b.ipynb"]
+    assert nbformat.read(target / "a.ipynb", as_version=4).metadata["medclass"] == {"profile": "cpu"}
+
+
+def test_a_cpu_run_publishes_and_a_demo_run_does_not(tmp_path, monkeypatch):
+    monkeypatch.setattr(book, "PUBLISHED_DIR", tmp_path / "published")
+    monkeypatch.setattr(book, "execute_notebook", lambda source, target, *_: executed_copy(target, {}))
+    build = ["--build-dir", str(tmp_path / "build"), "--only", "brain_01_data", "--skip-html"]
+    book.main(["--profile", "demo", *build])
+    assert not (tmp_path / "published").exists()
+    book.main(["--profile", "cpu", "--no-publish", *build])
+    assert not (tmp_path / "published").exists()
+    book.main(["--profile", "cpu", *build])
+    assert (tmp_path / "published" / "cpu" / "brain_01_data.ipynb").is_file()
+
+
+def test_staging_puts_the_note_under_the_title_and_names_missing_chapters(tmp_path):
+    executed = tmp_path / "executed"
+    executed.mkdir()
+    record = book.provenance(
+        "cpu", ROOT / "notebooks" / "brain_01_data.ipynb", {"synthetic": False}, datetime.datetime.now(), 12
+    )
+    for source in book.toc_notebooks():
+        executed_copy(executed / source.name, record)
+    book.stage_book(executed, tmp_path / "stage")
+    staged = nbformat.read(tmp_path / "stage" / "notebooks" / "brain_01_data.ipynb", as_version=4)
+    assert staged.cells[0].source == "# A chapter"
+    assert "How the results on this page were produced" in staged.cells[1].source
+    assert not (tmp_path / "stage" / "book" / "published").exists(), "published copies are not staged twice"
+    (executed / "skin_03_evaluation.ipynb").unlink()
+    with pytest.raises(SystemExit, match="lacks executed copies of .*skin_03_evaluation"):
+        book.stage_book(executed, tmp_path / "stage2")
+
+
+def test_render_without_published_results_says_how_to_make_them(tmp_path):
+    with pytest.raises(SystemExit, match="make book PROFILE=nothing"):
+        book.main(["--render", "nothing", "--build-dir", str(tmp_path)])
+
+
+def test_the_workflows_run_make_targets_that_exist():
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z-]+):", makefile, flags=re.M))
+    pages = yaml.safe_load((ROOT / ".github" / "workflows" / "pages.yml").read_text())
+    demo = yaml.safe_load((ROOT / ".github" / "workflows" / "pr-demo.yml").read_text())
+    assert "pull_request" in demo[True] and "push" in pages[True]  # YAML 1.1 reads `on` as True
+    for workflow in (pages, demo):
+        for job in workflow["jobs"].values():
+            for step in job["steps"]:
+                for command in re.findall(r"make ([a-z-]+)", step.get("run", "")):
+                    assert command in targets, f"a workflow runs `make {command}`, which the Makefile lacks"
+    uploads = [
+        step for step in pages["jobs"]["build"]["steps"] if "upload-pages-artifact" in step.get("uses", "")
+    ]
+    assert uploads[0]["with"]["path"] == "_build/published/html", "Pages gets what `make published` writes"
+    deploy = pages["jobs"]["deploy"]["steps"][0]["uses"]
+    assert deploy.startswith("actions/deploy-pages")
+
+
+def test_the_commit_hooks_leave_published_outputs_alone():
+    hooks = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    published = "book/published/cpu/brain_02_training.ipynb"
+    assert re.match(hooks["exclude"], published), "nbstripout would strip the published outputs"
+    assert not re.match(hooks["exclude"], "notebooks/brain_02_training.ipynb")
