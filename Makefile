@@ -50,12 +50,12 @@ test-fast: $(STAMP)
 	$(PYTHON) -m pytest -m "not slow"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks notebooks
+	$(VENV)/bin/ruff check src tests benchmarks notebooks tools
 	$(VENV)/bin/nbstripout --verify notebooks/*.ipynb
 
 format: $(STAMP)
-	$(VENV)/bin/ruff check --fix src tests benchmarks notebooks
-	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks notebooks tools
+	$(VENV)/bin/ruff format src tests benchmarks tools
 	$(VENV)/bin/nbstripout notebooks/*.ipynb
 
 links: $(STAMP)

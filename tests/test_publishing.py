@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import re
 
 import nbformat
@@ -130,3 +131,24 @@ def test_the_commit_hooks_leave_published_outputs_alone():
     published = "book/published/cpu/brain_02_training.ipynb"
     assert re.match(hooks["exclude"], published), "nbstripout would strip the published outputs"
     assert not re.match(hooks["exclude"], "notebooks/brain_02_training.ipynb")
+
+
+def test_figures_are_kept_when_the_environment_sets_a_matplotlib_backend(tmp_path, monkeypatch):
+    """`import streamlit` (and many headless setups) set MPLBACKEND=Agg, which the kernel would
+    inherit: plt.show() would then draw nothing and the book would lose every figure."""
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    source = tmp_path / "figure.ipynb"
+    document = nbformat.v4.new_notebook()
+    document.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    document.cells = [
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nplt.plot([0, 1], [x, 2])\nplt.show()"),
+    ]
+    nbformat.write(document, source)
+    monkeypatch.setattr(book, "ROOT", tmp_path)
+    monkeypatch.setattr(book, "_commit", lambda: "test")
+    book.execute_notebook(source, tmp_path / "out" / "figure.ipynb", {"x": 3})
+    executed = nbformat.read(tmp_path / "out" / "figure.ipynb", as_version=4)
+    outputs = [output for cell in executed.cells for output in cell.get("outputs", [])]
+    assert any("image/png" in output.get("data", {}) for output in outputs), "the figure was lost"
+    assert os.environ["MPLBACKEND"] == "Agg", "the caller's environment is restored"

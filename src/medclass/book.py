@@ -284,6 +284,10 @@ def execute_notebook(source: Path, target: Path, parameters: dict, profile_name:
     partial = target.with_suffix(".partial.ipynb")
     started = time.perf_counter()
     started_at = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    # The kernel inherits this process's environment; an MPLBACKEND such as "Agg" (set by
+    # headless setups, and by `import streamlit`) would replace the inline backend, and every
+    # figure would vanish from the book without an error.
+    inherited_backend = os.environ.pop("MPLBACKEND", None)
     try:
         papermill.execute_notebook(
             str(source),
@@ -302,6 +306,9 @@ def execute_notebook(source: Path, target: Path, parameters: dict, profile_name:
             f"(execution count {error.exec_count}): {error.ename}: {error.evalue}\n"
             f"The executed copy with the traceback is {failed}."
         ) from None
+    finally:
+        if inherited_backend is not None:
+            os.environ["MPLBACKEND"] = inherited_backend
     seconds = time.perf_counter() - started
     document = nbformat.read(partial, as_version=4)
     document.metadata["medclass"] = provenance(profile_name, source, parameters, started_at, seconds)
