@@ -157,6 +157,12 @@ def test_missing_incomplete_or_broken_models_say_what_to_do(model_dir, tmp_path)
         serving.load_bundle(broken)
 
 
+def test_an_unreadable_evaluation_record_is_named(model_dir):
+    (model_dir / "evaluation.json").write_text('{"temperature": 1.2,')  # cut short
+    with pytest.raises(serving.ModelUnavailable, match="evaluation.json is unreadable .* delete"):
+        serving.load_bundle(model_dir)
+
+
 def test_a_model_that_would_run_code_is_refused_by_safe_mode(tmp_path):
     inputs = keras.Input((8, 8, 3))
     outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)  # Python bytecode in the file

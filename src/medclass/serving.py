@@ -191,7 +191,13 @@ def load_bundle(model_dir: str | Path) -> Bundle:
             f"{len(info['class_names'])} classes; re-export the model."
         )
     evaluation_path = model_dir / "evaluation.json"
-    evaluation = json.loads(evaluation_path.read_text()) if evaluation_path.is_file() else {}
+    try:
+        evaluation = json.loads(evaluation_path.read_text()) if evaluation_path.is_file() else {}
+    except ValueError as error:
+        raise ModelUnavailable(
+            f"{evaluation_path} is unreadable ({error}): run the evaluation chapter again, or delete "
+            "the file to serve the model with uncalibrated probabilities and default thresholds."
+        ) from None
     return Bundle(model, model_dir, info, evaluation)
 
 
