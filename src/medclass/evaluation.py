@@ -13,28 +13,31 @@ import pandas as pd
 from sklearn import metrics
 
 
+def predict_batch(model, images, tta: bool = False) -> np.ndarray:
+    """Probabilities for one batch of images; a sigmoid model's single column comes back as a
+    vector of P(positive). With ``tta`` (test-time augmentation) each image is also predicted
+    flipped left-right, and the two probabilities are averaged."""
+    from keras import ops
+
+    predicted = np.asarray(model.predict_on_batch(images), dtype="float32")  # compiled, inference mode
+    if tta:
+        flipped = np.asarray(model.predict_on_batch(ops.flip(images, axis=2)), dtype="float32")
+        predicted = (predicted + flipped) / 2
+    return predicted[:, 0] if predicted.shape[-1] == 1 else predicted
+
+
 def predict_probabilities(model, dataset, tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(labels, probabilities)`` for every batch of ``dataset``, in order.
 
-    Labels come back as class indices, whether the dataset holds indices or one-hot rows.
-    With ``tta`` (test-time augmentation) each image is also predicted flipped left-right, and
-    the two probabilities are averaged.
+    Labels come back as class indices, whether the dataset holds indices or one-hot rows;
+    probabilities as :func:`predict_batch` gives them, with or without ``tta``.
     """
-    from keras import ops
-
     labels, probabilities = [], []
     for images, batch_labels in dataset:
-        predicted = np.asarray(model.predict_on_batch(images), dtype="float32")  # compiled, inference mode
-        if tta:
-            flipped = np.asarray(model.predict_on_batch(ops.flip(images, axis=2)), dtype="float32")
-            predicted = (predicted + flipped) / 2
-        probabilities.append(predicted)
+        probabilities.append(predict_batch(model, images, tta))
         batch_labels = np.asarray(batch_labels)
         labels.append(batch_labels.argmax(axis=1) if batch_labels.ndim == 2 else batch_labels)
-    probabilities = np.concatenate(probabilities)
-    if probabilities.shape[-1] == 1:
-        probabilities = probabilities[:, 0]
-    return np.concatenate(labels).astype(int), probabilities
+    return np.concatenate(labels).astype(int), np.concatenate(probabilities)
 
 
 def as_columns(probabilities: np.ndarray) -> np.ndarray:

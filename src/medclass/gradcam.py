@@ -161,11 +161,10 @@ def plot_overlays(
     """
     import matplotlib.pyplot as plt
 
-    from medclass.evaluation import as_columns
+    from medclass.evaluation import as_columns, predict_batch
 
     images = load_images(frame["path"], image_size)
-    probabilities = np.asarray(model(images, training=False), dtype="float32")
-    probabilities = as_columns(probabilities[:, 0] if probabilities.shape[-1] == 1 else probabilities)
+    probabilities = as_columns(predict_batch(model, images))
     explained = probabilities.argmax(axis=1) if class_index is None else np.full(len(images), class_index)
     heatmaps = gradcam(model, images, class_index, layer, method)
     columns = max(1, len(images))

@@ -2,7 +2,7 @@
 so that it can be tested without a browser.
 
 Defined in chapter "Deployment: the demo app" (book/deployment.md); the page is
-``src/medclass/app.py``.
+``src/medclass/app/streamlit_app.py``.
 
 The app serves any model exported by a training chapter: a folder with ``model.keras`` and its
 ``model.json`` sidecar (class names, image size), and, once the evaluation chapter has run,
@@ -265,15 +265,9 @@ def predict(bundle: Bundle, pixels: np.ndarray) -> dict[str, float]:
     """Class probabilities for one RGB image, with the evaluation's test-time augmentation and
     temperature (when ``evaluation.json`` is there), as ``{class name: probability}``."""
     from medclass.calibration import apply_temperature
-    from medclass.evaluation import as_columns
+    from medclass.evaluation import as_columns, predict_batch
 
-    batch = model_input(bundle, pixels)
-    probabilities = np.asarray(bundle.model.predict_on_batch(batch), dtype="float64")
-    if bundle.tta:
-        flipped = np.asarray(bundle.model.predict_on_batch(batch[:, :, ::-1]), dtype="float64")
-        probabilities = (probabilities + flipped) / 2
-    if probabilities.shape[-1] == 1:
-        probabilities = probabilities[:, 0]
+    probabilities = predict_batch(bundle.model, model_input(bundle, pixels), bundle.tta)
     probabilities = as_columns(apply_temperature(probabilities, bundle.temperature))[0]
     return dict(zip(bundle.class_names, probabilities.tolist(), strict=True))
 
