@@ -84,7 +84,9 @@ def train_on_phantoms(root, run_dir, seed: int = 0):
     from medclass.synthetic import write_synthetic_brain_mri
     from tests.conftest import MOBILENET_WEIGHTS
 
-    root = write_synthetic_brain_mri(root, n_images=400, seed=seed, size=256, duplicate_share=0)
+    root = write_synthetic_brain_mri(
+        root, n_images=400, seed=seed, size=256, duplicate_share=0, source_cue=False
+    )
     frame = splits.split_frame(data.load_dataset("brain_mri", root), seed=seed)
     names, size = ["Healthy", "Tumor"], (224, 224)
     train = frame[frame.split == "train"]

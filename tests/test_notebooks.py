@@ -11,6 +11,7 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -268,4 +269,30 @@ def test_evaluation_chapters_show_the_model_card_and_write_their_record(demo_boo
         record = json.loads((outputs / dataset / "evaluation.json").read_text())
         assert {"temperature", "operating_threshold", "test", "test_at_operating_point"} <= set(record)
         assert 0 <= record["operating_threshold"] <= 1
-    assert (outputs / "brain_mri" / "external" / "model_card.md").is_file()
+    external = json.loads((outputs / "brain_mri" / "evaluation.json").read_text())["external"]
+    assert external["dataset"] == "br35h" and external["images"] > 0
+    assert 0 <= external["sensitivity_at_operating_point"]["sensitivity"] <= 1
+    brain = (build_dir / "html" / "notebooks" / "brain_03_evaluation.html").read_text()
+    assert "External evaluation" in brain and "Br35H held-out tumour slices" in brain
+
+
+@pytest.mark.slow
+def test_the_brain_data_chapter_audits_shortcuts_before_any_training(demo_book):
+    build_dir, _ = demo_book
+    page = (build_dir / "html" / "notebooks" / "brain_01_data.html").read_text()
+    for heading in (
+        "Shortcuts: what the files give away",
+        "A second source: Br35H",
+        "Can a model tell the sources apart?",
+    ):
+        assert heading in page, heading
+    assert "file (format, mode, size)" in page and "after SliceStandardisation" in page
+    manifest = pd.read_csv(
+        ROOT
+        / book.parameters_for(book.read_profile("demo"), "brain")["output_dir"]
+        / "brain_mri"
+        / "manifest.csv"
+    )
+    assert set(manifest["split"]) >= {"train", "val", "test", "external_val", "external_test"}
+    assert set(manifest.loc[manifest["split"].str.startswith("external"), "source"]) == {"br35h"}
+    assert (manifest.groupby("group")["split"].nunique() == 1).all()

@@ -30,7 +30,7 @@ def test_provenance_records_profile_settings_data_machine_and_time():
     record = book.provenance("cpu", source, {"backbone": "mobilenet_v2", "alpha": 0.35}, started, 421.4)
     assert record["parameters"]["backbone"] == "mobilenet_v2"
     assert record["parameters"]["epochs_frozen"] == book.notebook_defaults(source)["epochs_frozen"]
-    assert record["uses_model"] and record["datasets"] == ["brain_mri"]
+    assert record["uses_model"] and record["datasets"] == ["brain_mri", "br35h"]
     assert re.match(r"\d+ CPU cores \(.+\), \d+ GiB memory, ", record["machine"])
     note = book.provenance_markdown(record)
     assert note.startswith("```{admonition} How the results on this page were produced")
@@ -42,6 +42,33 @@ def test_provenance_records_profile_settings_data_machine_and_time():
         "2026-11-23 08:00:00",
     ):
         assert fact in note, fact
+
+
+def test_publish_models_copies_complete_exports_and_skips_the_rest(tmp_path):
+    outputs = tmp_path / "outputs"
+    for dataset in ("brain_mri", "ham10000"):
+        (outputs / dataset).mkdir(parents=True)
+        for name in book.MODEL_FILES:
+            (outputs / dataset / name).write_text(f"{dataset} {name}")
+    (outputs / "ham10000" / "evaluation.json").unlink()  # an export the evaluation never finished
+    published = tmp_path / "published"
+    copied = book.publish_models(outputs, ["brain_mri", "ham10000"], "cpu", published)
+    assert copied == [published / "cpu" / "models" / "brain_mri"]
+    assert (copied[0] / "model.keras").read_text() == "brain_mri model.keras"
+    assert not (published / "cpu" / "models" / "ham10000").exists()
+    assert not list(published.rglob("*.partial"))
+
+
+def test_the_published_models_are_committed_and_load():
+    """The cpu run's exports travel with the book: the app and the report need no training."""
+    from medclass import serving
+
+    for dataset in ("brain_mri",):
+        folder = ROOT / "book" / "published" / "cpu" / "models" / dataset
+        missing = [name for name in book.MODEL_FILES if not (folder / name).is_file()]
+        assert not missing, f"{folder} lacks {missing}; run make book PROFILE=cpu DATA_DIR=... and commit it"
+        bundle = serving.load_bundle(folder)
+        assert bundle.class_names == ["Healthy", "Tumor"] and bundle.temperature > 0
 
 
 def test_provenance_says_which_chapters_use_no_model_and_which_data():

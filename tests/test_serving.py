@@ -137,6 +137,20 @@ def test_the_latest_export_is_the_default_and_the_environment_overrides_it(model
     assert serving.default_model_dir() == older
 
 
+def test_a_fresh_clone_serves_the_published_models_unless_a_folder_is_named(model_dir, tmp_path, monkeypatch):
+    published = Path(shutil.copytree(model_dir, tmp_path / "published" / "brain_mri"))
+    monkeypatch.setattr(serving, "PUBLISHED_MODELS", tmp_path / "published")
+    monkeypatch.setattr(serving, "DEFAULT_OUTPUTS", tmp_path / "no_outputs_yet")
+    monkeypatch.delenv("MEDCLASS_MODEL", raising=False)
+    monkeypatch.delenv("MEDCLASS_OUTPUT_DIR", raising=False)
+    assert serving.default_model_dir() == published
+    trained = Path(shutil.copytree(model_dir, tmp_path / "no_outputs_yet" / "demo" / "brain_mri"))
+    assert serving.exports_found() == [trained, published], "a local export comes first"
+    assert serving.exports_found(tmp_path / "elsewhere") == [], "a named folder is all that is searched"
+    monkeypatch.setenv("MEDCLASS_OUTPUT_DIR", str(tmp_path / "elsewhere"))
+    assert serving.default_model_dir() is None
+
+
 def test_missing_incomplete_or_broken_models_say_what_to_do(model_dir, tmp_path):
     with pytest.raises(serving.ModelUnavailable, match="No model file at .*make book"):
         serving.load_bundle(tmp_path / "nowhere")

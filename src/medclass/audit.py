@@ -18,6 +18,12 @@ from PIL import Image
 # 16-70, with the valley at 10-14 (the histogram in notebooks/brain_01_data.ipynb).
 NEAR_DUPLICATE_BITS = 12
 
+# Two thumbnails (32x32 greyscale) that correlate at least this much show the same slice: the
+# threshold with which the shared data's README finds Br35H's near-copies in brain-tumor-mri.
+# Used across datasets and within a second source, not within brain-tumor-mri, where adjacent
+# slices of one patient reach it too and would chain hundreds of images into one group.
+MIN_CORRELATION = 0.95
+
 # Popcount of every byte value, to count differing bits between packed hashes.
 _BIT_COUNTS = np.array([bin(value).count("1") for value in range(256)], dtype=np.uint8)
 
@@ -92,16 +98,93 @@ def connected_groups(n_items: int, pairs: Sequence[tuple[int, int]]) -> np.ndarr
     return np.array([root(item) for item in range(n_items)])
 
 
-def duplicate_groups(frame: pd.DataFrame, hashes: np.ndarray, max_distance: int) -> pd.Series:
-    """One group id per row: rows that share a ``group`` (exact copies) or whose perceptual
-    hashes differ in at most ``max_distance`` bits end up together, transitively."""
+def duplicate_groups(
+    frame: pd.DataFrame,
+    hashes: np.ndarray,
+    max_distance: int,
+    extra_links: Sequence[tuple[int, int]] = (),
+) -> pd.Series:
+    """One group id per row: rows that share a ``group`` (exact copies), whose perceptual
+    hashes differ in at most ``max_distance`` bits, or that ``extra_links`` joins (pairs of row
+    positions), end up together, transitively."""
     frame = frame.reset_index(drop=True)
     pairs = close_pairs(hashes, max_distance)
-    links = list(zip(pairs["first"], pairs["second"], strict=True))
+    links = list(zip(pairs["first"], pairs["second"], strict=True)) + list(extra_links)
     for _, rows in frame.groupby("group").indices.items():
         links += [(rows[0], other) for other in rows[1:]]
     components = connected_groups(len(frame), links)
     return pd.Series(frame["group"].to_numpy()[components], name="duplicate_group")
+
+
+def thumbnail_signatures(paths: Iterable[str], size: int = 32) -> np.ndarray:
+    """Each image as a ``size``x``size`` greyscale thumbnail with zero mean and unit length, so
+    that the dot product of two rows is their correlation, unchanged by brightness and contrast."""
+    rows = []
+    for path in paths:
+        with Image.open(path) as image:
+            rows.append(
+                np.asarray(image.convert("L").resize((size, size), Image.BILINEAR), np.float32).ravel()
+            )
+    signatures = np.stack(rows)
+    signatures -= signatures.mean(axis=1, keepdims=True)
+    return signatures / (np.linalg.norm(signatures, axis=1, keepdims=True) + 1e-6)
+
+
+def correlated_pairs(
+    signatures: np.ndarray, min_correlation: float = MIN_CORRELATION
+) -> list[tuple[int, int]]:
+    """Every pair ``(first, second)``, first < second, whose thumbnails correlate at least
+    ``min_correlation``: the same slice re-windowed, which perceptual hashes can miss."""
+    pairs = []
+    for start in range(0, len(signatures), 1024):
+        block = signatures[start : start + 1024] @ signatures.T
+        rows, columns = np.nonzero(block >= min_correlation)
+        keep = rows + start < columns
+        pairs += list(zip((rows[keep] + start).tolist(), columns[keep].tolist(), strict=True))
+    return pairs
+
+
+def without_copies(
+    frame: pd.DataFrame,
+    hashes: np.ndarray,
+    external: pd.DataFrame,
+    external_hashes: np.ndarray,
+    max_distance: int = NEAR_DUPLICATE_BITS,
+    min_correlation: float = MIN_CORRELATION,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Join a second dataset to ``frame`` without counting any image twice.
+
+    An image of ``external`` is a copy of one in ``frame`` when they share a duplicate group
+    (:func:`duplicate_groups` over both datasets at once: a shared ``group`` id such as the file
+    digest, or perceptual hashes at most ``max_distance`` bits apart, transitively), or when
+    its thumbnail correlates at least ``min_correlation`` with one of ``frame``'s: the same
+    slice exported with another window or contrast, which the hash misses. Copies are left
+    out; the new images are grouped among themselves by both tests, so that a split keeps
+    re-windowed copies together too. The groups are one partition of both datasets, so
+    ``frame``'s groups can grow: two of its images that are copies of one external image, or of
+    two external images that are copies of each other, end up in one group.
+
+    Returns ``(frame, new, copies)``: ``frame`` with the joint groups, the new rows of
+    ``external`` with theirs, and the rows of ``external`` left out as copies.
+    """
+    from medclass.splits import join_frames
+
+    both = join_frames(frame, external)
+    inside = len(frame)
+    signatures = thumbnail_signatures(both["path"])
+    best = np.full(len(external), -1.0)
+    for start in range(0, len(external), 1024):
+        block = signatures[inside + start : inside + start + 1024] @ signatures[:inside].T
+        best[start : start + len(block)] = block.max(axis=1)
+    links = [(inside + a, inside + b) for a, b in correlated_pairs(signatures[inside:], min_correlation)]
+    groups = duplicate_groups(
+        both, np.concatenate([hashes, external_hashes]), max_distance, extra_links=links
+    ).to_numpy()
+    is_copy = np.isin(groups[inside:], list(set(groups[:inside]))) | (best >= min_correlation)
+    joined = frame.assign(group=groups[:inside])
+    rest = external.reset_index(drop=True).assign(group=groups[inside:], best_correlation=best)
+    joined.attrs, rest.attrs = frame.attrs, external.attrs
+    return joined, rest[~is_copy].reset_index(drop=True), rest[is_copy].reset_index(drop=True)
 
 
 def cross_split_leaks(

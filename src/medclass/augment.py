@@ -34,7 +34,9 @@ KERAS_EQUIVALENTS = {
 
 # "mild" is this module's own fused affine transform (random_affine), the equivalent of Keras's
 # RandomRotation + RandomZoom + RandomTranslation in one pass.
-POLICIES = ("mild", "flips", "geometric", "photometric", "randaugment", "mixup", "cutmix")
+# "source" is this module's own too (random_acquisition): what differs between scanners and
+# sources that preprocessing does not remove (contrast curve, resolution, noise).
+POLICIES = ("mild", "flips", "geometric", "photometric", "source", "randaugment", "mixup", "cutmix")
 LABEL_MIXING = {"mixup", "cutmix"}
 
 
@@ -70,9 +72,32 @@ def random_affine(images, seed: int, rotation: float = 0.03, zoom: float = 0.1, 
     )
 
 
+def random_acquisition(images, seed: int, gamma: float = 0.35, min_scale: float = 0.4, noise: float = 6.0):
+    """Vary what a scanner and a source's export change, one draw per image of a batch:
+    the contrast curve (gamma in ``exp(±gamma)``), the resolution (down to ``min_scale`` of the
+    size and back up, blurring as a smaller original does) and Gaussian noise (up to ``noise``
+    grey levels). Pixels stay in 0-255.
+
+    Defined in chapter "Brain MRI: the data" (the shortcut audit): it aims at the source cues that
+    :class:`medclass.models.SliceStandardisation` leaves.
+    """
+    shape = tf.shape(images)
+    batch, height, width = shape[0], shape[1], shape[2]
+    exponent = tf.exp(tf.random.uniform([batch, 1, 1, 1], -gamma, gamma, seed=seed))
+    images = 255.0 * tf.pow(tf.clip_by_value(images, 0.0, 255.0) / 255.0, exponent)
+    scale = tf.random.uniform([], min_scale, 1.0, seed=seed + 1)  # one per batch: resize needs one size
+    small = tf.maximum(tf.cast(tf.round(tf.cast(tf.stack([height, width]), tf.float32) * scale), tf.int32), 1)
+    images = tf.image.resize(tf.image.resize(images, small, antialias=True), [height, width])
+    sigma = tf.random.uniform([batch, 1, 1, 1], 0.0, noise, seed=seed + 2)
+    images = images + sigma * tf.random.normal(tf.shape(images), seed=seed + 3)
+    return tf.clip_by_value(images, 0.0, 255.0)
+
+
 def _image_layers(policy: str, seed: int) -> list:
     if policy == "mild":
         return [lambda images, training: random_affine(images, seed)]
+    if policy == "source":
+        return [lambda images, training: random_acquisition(images, seed)]
     if policy == "flips":
         return [keras_cv.layers.RandomFlip("horizontal_and_vertical", seed=seed)]
     if policy == "geometric":

@@ -26,9 +26,15 @@ PUBLISHED_DIR = ROOT / "book" / "published"
 BOOK_FILES = ("_config.yml", "_toc.yml", "book")
 DATASETS = {
     "brain_mri": "Brain Tumor MRI (Kaggle, masoudnickparvar; Healthy = notumor, Tumor = the other three)",
+    "br35h": "Br35H (Kaggle, ahmedhamada0; its tumour slices that are not copies of Brain Tumor MRI images)",
     "ham10000": "HAM10000 dermatoscopy (Tschandl et al. 2018; 7 classes)",
 }
-CHAPTER_DATA = {"augmentation": ("brain_mri", "ham10000"), "concepts_02_resnet": ()}  # else `dataset`
+BRAIN_CHAPTERS = ("brain_01_data", "brain_02_training", "brain_03_evaluation")
+CHAPTER_DATA = {  # which datasets a chapter reads; else its `dataset` parameter
+    "augmentation": ("brain_mri", "ham10000"),
+    "concepts_02_resnet": (),
+    **{chapter: ("brain_mri", "br35h") for chapter in BRAIN_CHAPTERS},
+}
 
 
 def toc_files(toc_path: Path = ROOT / "_toc.yml") -> list[str]:
@@ -357,6 +363,32 @@ def publish(executed: list[Path], profile_name: str, published_dir: Path | None 
     return target_dir
 
 
+MODEL_FILES = ("model.keras", "model.json", "evaluation.json", "model_card.md")
+
+
+def publish_models(
+    output_dir: Path, datasets: list[str], profile_name: str, published_dir: Path | None = None
+) -> list[Path]:
+    """Copy each evaluated model's export (``MODEL_FILES``) from ``output_dir/<dataset>/`` to
+    ``book/published/<profile>/models/<dataset>/``, so the app and ``medclass.report`` work on a
+    fresh clone without training. A dataset is copied only when all its files are there, and
+    each file is replaced only by a complete copy."""
+    copied = []
+    for dataset in datasets:
+        source = Path(output_dir) / dataset
+        if not all((source / name).is_file() for name in MODEL_FILES):
+            print(f"not publishing the {dataset} model: {source} lacks one of {MODEL_FILES}")
+            continue
+        target = (published_dir or PUBLISHED_DIR) / profile_name / "models" / dataset
+        target.mkdir(parents=True, exist_ok=True)
+        for name in MODEL_FILES:
+            partial = target / f"{name}.partial"
+            shutil.copy2(source / name, partial)
+            partial.replace(target / name)
+        copied.append(target)
+    return copied
+
+
 def build_html(stage_dir: Path, html_dir: Path) -> None:
     """Build the HTML book, failing on any Sphinx warning; replace ``html_dir`` only on success."""
     shutil.rmtree(stage_dir / "_build", ignore_errors=True)
@@ -435,6 +467,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"executed all notebooks in {time.perf_counter() - started:.0f} s", flush=True)
     if args.profile != "demo" and not args.no_publish:  # every notebook ran: publish them together
         print(f"published {len(executed)} chapters to {publish(executed, args.profile)}", flush=True)
+        evaluated = [
+            parameters_for(profile, path.stem).get("dataset")
+            or notebook_defaults(ROOT / "notebooks" / path.name)["dataset"]
+            for path in executed
+            if path.stem.endswith("_evaluation")
+        ]
+        output_dir = ROOT / parameters_for(profile, "brain")["output_dir"]
+        for target in publish_models(output_dir, evaluated, args.profile):
+            print(f"published the exported model to {target}", flush=True)
     if not args.skip_html:
         stage_book(executed_dir, build_dir / "stage" / args.profile)
         build_html(build_dir / "stage" / args.profile, build_dir / "html")

@@ -43,6 +43,14 @@ DATASETS = {
         description="Brain Tumor MRI Dataset (Kaggle): glioma, meningioma and pituitary "
         "slices are Tumor, notumor slices are Healthy.",
     ),
+    "br35h": DatasetInfo(
+        name="br35h",
+        kaggle_slug="ahmedhamada0/brain-tumor-detection",
+        folder="br35h",
+        class_names=("Healthy", "Tumor"),
+        description="Br35H :: Brain Tumor Detection 2020 (Kaggle): yes/ tumour and no/ healthy "
+        "slices. Its no/ folder is, in effect, the Brain Tumor MRI Dataset's notumor class.",
+    ),
     "ham10000": DatasetInfo(
         name="ham10000",
         kaggle_slug="kmader/skin-cancer-mnist-ham10000",
@@ -74,6 +82,8 @@ BRAIN_FOLDER_LABELS = {
     "meningioma": "Tumor",
     "pituitary": "Tumor",
     "tumor": "Tumor",
+    "no": "Healthy",  # Br35H
+    "yes": "Tumor",
 }
 
 
@@ -102,6 +112,9 @@ def resolve_data_dir(dataset: str, data_dir: str | Path | None, synthetic_data: 
         if not (root / "SYNTHETIC.txt").exists():
             writers = {
                 "brain_mri": synthetic.write_synthetic_brain_mri,
+                "br35h": lambda folder: synthetic.write_synthetic_br35h(
+                    folder, resolve_data_dir("brain_mri", folder.parent, synthetic_data=True)
+                ),
                 "ham10000": synthetic_skin.write_synthetic_ham10000,
             }
             writers[dataset](root)
@@ -177,7 +190,8 @@ def file_digest(path: Path) -> str:
 
 
 def _brain_folders(root: Path) -> list[tuple[Path, str, str]]:
-    """(class folder, label, original subset) for the Kaggle or the plain Healthy/Tumor layout."""
+    """(class folder, label, original subset) for the Kaggle layout, Br35H's yes/no, or plain
+    Healthy/Tumor folders."""
     subsets = [name for name in ("Training", "Testing") if (root / name).is_dir()]
     parents = [(root / name, name) for name in subsets] or [(root, "")]
     folders = []
@@ -189,8 +203,8 @@ def _brain_folders(root: Path) -> list[tuple[Path, str, str]]:
     if not folders:
         raise FileNotFoundError(
             f"No class folders found in {root}. Expected the Kaggle layout "
-            "(Training/ and Testing/ with glioma, meningioma, notumor, pituitary) or plain "
-            "Healthy/ and Tumor/ folders."
+            "(Training/ and Testing/ with glioma, meningioma, notumor, pituitary), Br35H's yes/ "
+            "and no/, or plain Healthy/ and Tumor/ folders."
         )
     return folders
 
@@ -204,8 +218,12 @@ def _require_every_class(frame: pd.DataFrame, dataset: str, root: Path) -> None:
             )
 
 
-def load_brain_mri(root: Path) -> pd.DataFrame:
-    """Scan a brain-MRI folder into a DataFrame; unreadable files are reported, not loaded."""
+def load_brain_mri(root: Path, dataset: str = "brain_mri") -> pd.DataFrame:
+    """Scan a brain-MRI folder into a DataFrame; unreadable files are reported, not loaded.
+
+    Reads the Brain Tumor MRI Dataset and Br35H alike; ``source`` names the dataset each row
+    came from, so that frames of both can be joined and told apart.
+    """
     rows, skipped = [], []
     for folder, label, subset in _brain_folders(root):
         usable, unusable = scan_folder(folder)
@@ -218,10 +236,12 @@ def load_brain_mri(root: Path) -> pd.DataFrame:
                     "source_class": folder.name,
                     "source_split": subset,
                     "group": file_digest(path),
+                    "source": dataset,
                 }
             )
-    frame = pd.DataFrame(rows, columns=["path", "label", "source_class", "source_split", "group"])
-    _require_every_class(frame, "brain_mri", root)
+    columns = ["path", "label", "source_class", "source_split", "group", "source"]
+    frame = pd.DataFrame(rows, columns=columns)
+    _require_every_class(frame, dataset, root)
     frame.attrs["skipped"] = pd.DataFrame(skipped, columns=["path", "reason"])
     return frame
 
@@ -275,7 +295,11 @@ def load_dataset(
     Byte-identical files share a ``group`` so that a split keeps them on one side.
     """
     root = resolve_data_dir(dataset, data_dir, synthetic_data).resolve()
-    loaders = {"brain_mri": load_brain_mri, "ham10000": load_ham10000}
+    loaders = {
+        "brain_mri": load_brain_mri,
+        "br35h": lambda folder: load_brain_mri(folder, "br35h"),
+        "ham10000": load_ham10000,
+    }
     frame = loaders[dataset](root)
     frame.attrs["data_dir"] = str(root)
     frame.attrs["synthetic"] = (root / "SYNTHETIC.txt").exists()
@@ -314,29 +338,9 @@ def plot_samples(frame: pd.DataFrame, per_class: int = 6, seed: int = 0):
     return figure
 
 
-def image_properties(frame: pd.DataFrame) -> pd.DataFrame:
-    """Width, height, colour mode, file format and mean/std intensity (0-255) of every image."""
-    import numpy as np
-
-    rows = []
-    for path in frame["path"]:
-        with Image.open(path) as image:
-            pixels = np.asarray(image.convert("L"), dtype=np.float32)
-            rows.append(
-                {
-                    "width": image.width,
-                    "height": image.height,
-                    "mode": image.mode,
-                    "format": image.format,
-                    "mean": pixels.mean(),
-                    "std": pixels.std(),
-                }
-            )
-    return pd.DataFrame(rows, index=frame.index).assign(label=frame["label"])
-
-
 def plot_image_properties(properties: pd.DataFrame, title: str = ""):
-    """Image sizes, colour modes and mean intensity per class, side by side."""
+    """Image sizes, colour modes and mean intensity per class, side by side, from
+    :func:`medclass.shortcuts.file_properties` with a ``label`` column."""
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))

@@ -133,6 +133,20 @@ def headline_metrics(
     return pd.DataFrame(rows).set_index("metric")
 
 
+def detection_rate(
+    probabilities: np.ndarray, threshold: float, groups: np.ndarray | None = None, seed: int = 0
+) -> tuple[float, float, float]:
+    """``(sensitivity, low, high)`` on a set of positive images only, such as a second source's
+    tumour slices: the share called positive at ``threshold``, with a 95% bootstrap interval over
+    images or, with ``groups``, over duplicate groups."""
+    probabilities = np.asarray(probabilities, dtype="float64")
+    if probabilities.ndim != 1 or not len(probabilities):
+        raise ValueError("detection_rate needs a non-empty vector of P(positive).")
+    found = lambda _, scores: float(np.mean(scores >= threshold))  # noqa: E731
+    positives = np.ones(len(probabilities), dtype=int)
+    return bootstrap_interval(found, positives, probabilities, seed=seed, groups=groups)
+
+
 def classification_report(
     y_true: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str], threshold: float = 0.5
 ) -> pd.DataFrame:

@@ -125,6 +125,19 @@ def gradcam(
     return cam.numpy()
 
 
+def model_view(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """The images as the backbone sees them, in 0-255 at the images' size: for a model with a
+    ``standardise`` layer (:class:`medclass.models.SliceStandardisation`), greyscale, cropped
+    to the head and stretched; otherwise the images themselves. Heatmaps from :func:`gradcam`
+    line up with this view, not with a crop's original framing."""
+    images = np.asarray(images, dtype="float32")
+    names = {layer.name for layer in model.layers}
+    if "standardise" not in names:
+        return images
+    view = keras.Model(model.input, model.get_layer("standardise").output)(images, training=False)
+    return tf.image.resize(view, images.shape[1:3]).numpy()
+
+
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.ndarray:
     """The image (0-255, RGB) blended with the heatmap in the 'jet' colour map, as uint8."""
     import matplotlib
@@ -154,7 +167,8 @@ def plot_overlays(
     method: str = "gradcam",
     title: str = "",
 ):
-    """For each row of ``frame`` (``path``, ``label``): the image above its heatmap overlay.
+    """For each row of ``frame`` (``path``, ``label``): the image as the model sees it
+    (:func:`model_view`) above its heatmap overlay.
 
     Each column is titled with the true label and the probability of the explained class
     (``class_index``; None: the predicted class). Returns the figure.
@@ -165,11 +179,12 @@ def plot_overlays(
 
     images = load_images(frame["path"], image_size)
     probabilities = as_columns(predict_batch(model, images))
+    views = model_view(model, images)
     explained = probabilities.argmax(axis=1) if class_index is None else np.full(len(images), class_index)
     heatmaps = gradcam(model, images, class_index, layer, method)
     columns = max(1, len(images))
     figure, axes = plt.subplots(2, columns, figsize=(2.3 * columns, 5.0), squeeze=False, layout="constrained")
-    for column, (image, heatmap, label) in enumerate(zip(images, heatmaps, frame["label"], strict=True)):
+    for column, (image, heatmap, label) in enumerate(zip(views, heatmaps, frame["label"], strict=True)):
         name = class_names[explained[column]]
         axes[0, column].imshow(image.astype("uint8"))
         axes[0, column].set_title(

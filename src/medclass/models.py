@@ -86,6 +86,100 @@ class BackbonePreprocessing(layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+@keras.saving.register_keras_serializable(package="medclass")
+class SliceStandardisation(layers.Layer):
+    """Remove what says where a scan came from rather than what it shows, inside the model.
+
+    Three steps, each on by default, on 0-255 RGB batches of a fixed size:
+
+    - ``greyscale``: the mean of the three channels, repeated three times, so a greyscale (L)
+      file and the same slice saved as RGB or with a colour cast look the same;
+    - ``crop``: the smallest square around the rows and columns of which more than
+      ``occupancy`` of the pixels are brighter than ``foreground`` times the image's 99th
+      percentile (the head), with a ``margin``, scaled back to the full size, so the border
+      and the framing of the source go;
+    - ``normalise``: intensities stretched so the 1st and 99.5th percentiles of the crop land on
+      0 and 255, so brightness and contrast settings go.
+
+    Defined in chapter "Brain MRI: the data" (the shortcut audit), used from "Brain MRI:
+    training". Keras ops only: it saves with the model, so training, evaluation, the report and
+    the app cannot differ.
+    """
+
+    def __init__(
+        self,
+        greyscale: bool = True,
+        crop: bool = True,
+        normalise: bool = True,
+        foreground: float = 0.15,
+        occupancy: float = 0.05,
+        margin: float = 0.04,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.greyscale, self.crop, self.normalise = greyscale, crop, normalise
+        self.foreground, self.occupancy, self.margin = foreground, occupancy, margin
+
+    def call(self, images):
+        images = ops.cast(images, "float32")
+        if self.greyscale:
+            images = ops.repeat(ops.mean(images, axis=-1, keepdims=True), 3, axis=-1)
+        if self.crop:
+            images = self._crop_to_foreground(images)
+        if self.normalise:
+            grey = ops.mean(images, axis=-1)
+            levels = ops.quantile(grey, ops.convert_to_tensor([0.01, 0.995]), axis=(1, 2))
+            low, high = levels[0][:, None, None, None], levels[1][:, None, None, None]
+            images = ops.clip((images - low) / ops.maximum(high - low, 1.0) * 255.0, 0.0, 255.0)
+        return ops.cast(images, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def _crop_to_foreground(self, images):
+        shape = ops.shape(images)
+        height, width = ops.cast(shape[1], "float32"), ops.cast(shape[2], "float32")
+        grey = ops.mean(images, axis=-1)
+        level = ops.quantile(grey, 0.99, axis=(1, 2), keepdims=True) * self.foreground
+        mask = ops.cast(grey > ops.maximum(level, 1.0), "float32")
+        # A row or column belongs to the head when a share of its pixels does: specks of
+        # background noise above the level do not.
+        rows = ops.cast(ops.mean(mask, axis=2) > self.occupancy, "float32")
+        columns = ops.cast(ops.mean(mask, axis=1) > self.occupancy, "float32")
+
+        def extent(occupied, size):  # first and last occupied index; the whole axis if none
+            first = ops.cast(ops.argmax(occupied, axis=1), "float32")
+            last = size - 1 - ops.cast(ops.argmax(ops.flip(occupied, axis=1), axis=1), "float32")
+            empty = ops.max(occupied, axis=1) < 0.5
+            return ops.where(empty, 0.0, first), ops.where(empty, size - 1, last)
+
+        top, bottom = extent(rows, height)
+        left, right = extent(columns, width)
+        side = ops.maximum(bottom - top, right - left) + 1
+        side = side * (1 + 2 * self.margin)
+        centre_y, centre_x = (top + bottom) / 2, (left + right) / 2
+        # Output pixel (x, y) samples input (x * scale_x + offset_x, y * scale_y + offset_y).
+        scale_x, scale_y = side / width, side / height
+        offset_x = centre_x - scale_x * (width - 1) / 2
+        offset_y = centre_y - scale_y * (height - 1) / 2
+        zeros = ops.zeros_like(scale_x)
+        transform = ops.stack([scale_x, zeros, offset_x, zeros, scale_y, offset_y, zeros, zeros], axis=1)
+        return ops.image.affine_transform(
+            images, transform, interpolation="bilinear", fill_mode="constant", fill_value=0
+        )
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "greyscale": self.greyscale,
+            "crop": self.crop,
+            "normalise": self.normalise,
+            "foreground": self.foreground,
+            "occupancy": self.occupancy,
+            "margin": self.margin,
+        }
+
+
 def make_backbone(
     backbone: str, weights: str | None, image_size: Sequence[int], alpha: float = 1.0
 ) -> keras.Model:
@@ -128,6 +222,7 @@ def build_classifier(
     num_classes: int,
     dropout: float = 0.3,
     alpha: float = 1.0,
+    standardise: bool = False,
 ) -> tuple[keras.Model, keras.Model]:
     """Return ``(model, backbone)``: raw 0-255 RGB images in, class probabilities out.
 
@@ -139,6 +234,8 @@ def build_classifier(
     functional model regardless (keras-team/keras#20285), and what keeps BatchNormalization in
     inference mode is that its layers stay non-trainable (:func:`unfreeze_top_blocks`).
     The output layer computes in float32, so the model also trains under mixed precision.
+    With ``standardise=True`` a :class:`SliceStandardisation` layer (greyscale, crop to the
+    foreground, intensity stretch) sits between resizing and the backbone's preprocessing.
     """
     image_size = image_size_for(backbone, image_size)
     if num_classes < 2:
@@ -147,6 +244,8 @@ def build_classifier(
     base.trainable = False
     inputs = keras.Input(shape=(None, None, 3), name="image")
     x = layers.Resizing(*image_size, name="resize")(inputs)
+    if standardise:
+        x = SliceStandardisation(name="standardise")(x)
     x = BackbonePreprocessing(backbone_spec(backbone).preprocessing, name="preprocess")(x)
     x = base(x, training=False)
     x = layers.GlobalAveragePooling2D(name="pool")(x)

@@ -128,11 +128,14 @@ def model_card(info: dict, sections: dict[str, str], title: str) -> str:
 
 
 def split_markdown(frame: pd.DataFrame) -> str:
-    """Images per split and class (and distinct groups: patients, lesions, duplicates), as markdown."""
-    counts = pd.crosstab(frame["label"], frame["split"]).reindex(
-        columns=["train", "val", "test"], fill_value=0
-    )
-    rows = ["| class | train | val | test |", "|---|---|---|---|"]
+    """Images per split and class (and distinct groups: patients, lesions, duplicates), as
+    markdown; a second source's held-out splits (``external_val``, ``external_test``) too."""
+    from medclass.splits import EXTERNAL_SPLITS
+
+    present = set(frame["split"])
+    columns = ["train", "val", "test"] + [name for name in EXTERNAL_SPLITS if name in present]
+    counts = pd.crosstab(frame["label"], frame["split"]).reindex(columns=columns, fill_value=0)
+    rows = [f"| class | {' | '.join(columns)} |", "|---" * (len(columns) + 1) + "|"]
     rows += [f"| {label} | {' | '.join(str(n) for n in row)} |" for label, row in counts.iterrows()]
     groups = frame.groupby("split")["group"].nunique().reindex(counts.columns, fill_value=0)
     rows.append(f"| *distinct groups* | {' | '.join(str(n) for n in groups)} |")

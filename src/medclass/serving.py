@@ -25,6 +25,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUTPUTS = ROOT / "_build" / "outputs"
+# The cpu run's exported models, committed with the book: what the app serves on a fresh clone.
+PUBLISHED_MODELS = ROOT / "book" / "published" / "cpu" / "models"
 APP = Path(__file__).resolve().parent / "app" / "streamlit_app.py"
 # Headless Chromium as root in a closed network (the browser test, tools/screenshot_app.py): no
 # sandbox, and none of Chromium's background connections.
@@ -141,12 +143,22 @@ def exports_dir(output_dir: str | Path | None = None) -> Path:
     return Path(output_dir or os.environ.get("MEDCLASS_OUTPUT_DIR") or DEFAULT_OUTPUTS).expanduser()
 
 
+def exports_found(output_dir: str | Path | None = None) -> list[Path]:
+    """The exports under :func:`exports_dir`, latest first; when no folder was named (neither
+    ``output_dir`` nor ``MEDCLASS_OUTPUT_DIR``), the published models follow them, so a fresh
+    clone serves the book's models without training."""
+    found = find_exports(exports_dir(output_dir))
+    if output_dir is None and not os.environ.get("MEDCLASS_OUTPUT_DIR"):
+        found += find_exports(PUBLISHED_MODELS)
+    return found
+
+
 def default_model_dir(output_dir: str | Path | None = None) -> Path | None:
-    """The model the app opens with: ``MEDCLASS_MODEL`` when set, otherwise the latest export
-    under :func:`exports_dir`."""
+    """The model the app opens with: ``MEDCLASS_MODEL`` when set, otherwise the first of
+    :func:`exports_found`."""
     if os.environ.get("MEDCLASS_MODEL"):
         return Path(os.environ["MEDCLASS_MODEL"]).expanduser()
-    exports = find_exports(exports_dir(output_dir))
+    exports = exports_found(output_dir)
     return exports[0] if exports else None
 
 
@@ -307,13 +319,14 @@ def assess_risk(bundle: Bundle, probabilities: dict[str, float]) -> Risk:
 
 
 def explain(bundle: Bundle, pixels: np.ndarray, class_name: str, method: str = "gradcam") -> np.ndarray:
-    """The Grad-CAM overlay for ``class_name`` on the image as the model sees it (resized)."""
+    """The Grad-CAM overlay for ``class_name`` on the image as the model sees it (resized and,
+    for a standardised model, greyscale, cropped to the head and stretched)."""
     from medclass import gradcam
 
     batch = model_input(bundle, pixels)
     index = bundle.class_names.index(class_name)  # for a sigmoid model 1 is the positive class
     heatmap = gradcam.gradcam(bundle.model, batch, class_index=index, method=method)[0]
-    return gradcam.overlay(batch[0], heatmap)
+    return gradcam.overlay(gradcam.model_view(bundle.model, batch)[0], heatmap)
 
 
 @contextlib.contextmanager

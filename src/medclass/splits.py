@@ -9,10 +9,14 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 SPLITS = ("train", "val", "test")
+# Images of a second source, kept out of training: one half chooses between recipes, the other
+# reports. "unused" marks a second source's images that a recipe leaves out of training.
+EXTERNAL_SPLITS = ("external_val", "external_test")
 
 
 def cap_images(frame: pd.DataFrame, max_images: int | None, seed: int) -> pd.DataFrame:
@@ -63,6 +67,50 @@ def split_frame(
     result = frame.assign(split=split)
     result.attrs = frame.attrs
     return result
+
+
+def split_external(
+    frame: pd.DataFrame, in_training: bool, seed: int = 42, val_fraction: float = 0.1
+) -> pd.DataFrame:
+    """Add a ``split`` column to a second source's images, whole groups at a time.
+
+    Half the groups are held out, always the same half for a given ``seed``: a quarter of all
+    groups become ``external_val`` (for choosing between recipes) and a quarter
+    ``external_test`` (reported once). The other half joins training when ``in_training``
+    (``train``, and ``val`` for about ``val_fraction`` of it), and is ``unused`` otherwise, so
+    that recipes with and without it are judged on the same held-out images.
+    """
+    frame = frame.sort_values("path").reset_index(drop=True)
+    groups = frame["group"].drop_duplicates().to_numpy()
+    order = np.random.default_rng(seed).permutation(len(groups))
+    quarter = len(groups) // 4
+    role = pd.Series("pool", index=groups[order])
+    role.iloc[:quarter] = "external_val"
+    role.iloc[quarter : 2 * quarter] = "external_test"
+    pool = role.index[role == "pool"]
+    n_val = int(round(len(pool) * val_fraction))
+    role[pool] = "train" if in_training else "unused"
+    if in_training:
+        role[pool[:n_val]] = "val"
+    result = frame.assign(split=frame["group"].map(role).to_numpy())
+    result.attrs = frame.attrs
+    return result
+
+
+def join_frames(*frames: pd.DataFrame) -> pd.DataFrame:
+    """Stack frames of several datasets into one (``pd.concat`` cannot compare their attrs):
+    the first frame's attrs, with every frame's skipped files listed."""
+    plain = []
+    for frame in frames:
+        copy = frame.copy()
+        copy.attrs = {}
+        plain.append(copy)
+    joined = pd.concat(plain, ignore_index=True)
+    joined.attrs = dict(frames[0].attrs)
+    skipped = [frame.attrs["skipped"] for frame in frames if frame.attrs.get("skipped") is not None]
+    if skipped:
+        joined.attrs["skipped"] = pd.concat(skipped, ignore_index=True)
+    return joined
 
 
 def check_split(frame: pd.DataFrame) -> None:

@@ -6,6 +6,11 @@ Each image is an axial slice: a head outline, a bright skull ring, textured brai
 tissue, two dark ventricles, a smooth bias field and noise. A "Tumor" slice also
 carries one irregular mass of random size, contrast and position; the generator
 returns its mask so that explanations (Grad-CAM) can be checked against it.
+
+Like the real dataset, the phantoms carry a planted *source cue*: Healthy slices are saved as a
+second "source" would save them (RGB, a lifted background with a faint warm tint, sizes that
+vary), Tumor slices as greyscale squares, so the shortcut audit has something to find. A
+synthetic Br35H (:func:`write_synthetic_br35h`) has tumour slices saved the Healthy way.
 """
 
 from __future__ import annotations
@@ -96,8 +101,27 @@ def make_phantom(rng: np.random.Generator, tumor: bool, size: int = 256) -> Phan
     return Phantom(np.clip(image * 255, 0, 255).astype(np.uint8), mask)
 
 
+def in_healthy_source_style(image: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """Save a greyscale slice the way the Healthy images' source does: a loose frame of
+    background around the head, RGB, a lifted background with a warm tint, and a size that
+    varies between 80% and 100% per side."""
+    height, width = image.shape
+    top, bottom, left, right = (int(side * rng.uniform(0.0, 0.3)) for side in (height, height, width, width))
+    framed = np.pad(image, ((top, bottom), (left, right)))  # this source frames the head loosely
+    lifted = 18 + framed.astype(np.float32) * (237 / 255)
+    rgb = np.stack([lifted + 6, lifted, lifted - 6], axis=-1)
+    picture = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+    new_size = (int(width * rng.uniform(0.8, 1.0)), int(height * rng.uniform(0.8, 1.0)))
+    return picture.resize(new_size, Image.LANCZOS)
+
+
 def write_synthetic_brain_mri(
-    root: str | Path, n_images: int = 400, seed: int = 0, size: int = 256, duplicate_share: float = 0.04
+    root: str | Path,
+    n_images: int = 400,
+    seed: int = 0,
+    size: int = 256,
+    duplicate_share: float = 0.04,
+    source_cue: bool = True,
 ) -> Path:
     """Write ``n_images`` phantoms in the Kaggle Brain Tumor MRI layout under ``root``.
 
@@ -106,7 +130,8 @@ def write_synthetic_brain_mri(
     ``duplicate_share`` of the images reappear under another name in the other subset, half as
     byte-identical files and half resized and re-compressed, so that the leakage audit has
     something to find. Masks go to ``root/masks/`` with the same relative paths. The same
-    ``seed`` always gives the same files.
+    ``seed`` always gives the same files. With ``source_cue`` (the default) Healthy slices are
+    saved in the style of another source (:func:`in_healthy_source_style`), as in the real data.
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -117,12 +142,10 @@ def write_synthetic_brain_mri(
         subset = "Testing" if index % 5 == 4 else "Training"
         relpath = Path(subset) / folder / f"synthetic_{index:05d}.jpg"
         phantom = make_phantom(rng, tumor, size)
-        _save(
-            root,
-            relpath,
-            Image.fromarray(phantom.image),
-            Image.fromarray(phantom.mask.astype(np.uint8) * 255),
-        )
+        picture = Image.fromarray(phantom.image)
+        if source_cue and not tumor:
+            picture = in_healthy_source_style(phantom.image, rng)
+        _save(root, relpath, picture, Image.fromarray(phantom.mask.astype(np.uint8) * 255))
         written.append(relpath)
     n_copies = int(round(duplicate_share * n_images))
     for copy_index, source_index in enumerate(rng.choice(n_images, n_copies, replace=False)):
@@ -137,12 +160,44 @@ def write_synthetic_brain_mri(
                 _save(root, relpath, None, mask)  # creates the folders first
                 (root / relpath).write_bytes((root / source).read_bytes())
             else:
-                smaller = (int(size * 0.8), int(size * 0.8))
+                smaller = (int(image.width * 0.8), int(image.height * 0.8))
                 resized = image.resize(smaller, Image.LANCZOS)
                 _save(root, relpath, resized, mask.resize(smaller, Image.NEAREST), quality=80)
     (root / "SYNTHETIC.txt").write_text(
         f"Synthetic brain-MRI phantoms written by medclass.synthetic (n={n_images}, seed={seed}, "
         f"{n_copies} planted copies).\n"
+        "Not real patients. Every number computed on these images is a synthetic result.\n"
+    )
+    return root
+
+
+def write_synthetic_br35h(
+    root: str | Path, brain_root: str | Path, n_tumours: int = 240, seed: int = 1
+) -> Path:
+    """Write a synthetic Br35H under ``root`` that relates to the synthetic Brain Tumor MRI set
+    at ``brain_root`` as the real ones do: ``no/`` holds byte-identical copies of its Healthy
+    slices; ``yes/`` holds ``n_tumours`` new Tumor slices saved in the Healthy source's style,
+    plus a few byte-identical copies of its Tumor slices. Tumour masks go to ``root/masks/``.
+    """
+    root, brain_root = Path(root), Path(brain_root)
+    rng = np.random.default_rng(seed)
+    healthy = sorted(brain_root.glob(f"*/{HEALTHY_FOLDER}/*.jpg"))
+    tumours = sorted(p for folder in TUMOR_FOLDERS for p in brain_root.glob(f"*/{folder}/*.jpg"))
+    (root / "no").mkdir(parents=True, exist_ok=True)
+    for index, path in enumerate(healthy):
+        (root / "no" / f"no{index}.jpg").write_bytes(path.read_bytes())
+    for index in range(n_tumours):
+        phantom = make_phantom(rng, tumor=True, size=256)
+        picture = in_healthy_source_style(phantom.image, rng)
+        mask = Image.fromarray(phantom.mask.astype(np.uint8) * 255).resize(picture.size, Image.NEAREST)
+        _save(root, Path("yes") / f"y{index}.jpg", picture, mask)
+    n_copies = max(1, n_tumours // 20)
+    for copy_index, source_index in enumerate(rng.choice(len(tumours), n_copies, replace=False)):
+        (root / "yes" / f"y{n_tumours + copy_index}.jpg").write_bytes(tumours[source_index].read_bytes())
+    (root / "SYNTHETIC.txt").write_text(
+        f"Synthetic Br35H written by medclass.synthetic (seed={seed}): no/ copies the synthetic "
+        f"Healthy slices of {brain_root.name}, yes/ holds {n_tumours} new tumour phantoms in the "
+        f"Healthy slices' style and {n_copies} copies of its Tumor slices.\n"
         "Not real patients. Every number computed on these images is a synthetic result.\n"
     )
     return root

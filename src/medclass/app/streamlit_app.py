@@ -6,8 +6,9 @@ A teaching demo, not a medical device. Run it from the repository root:
     streamlit run src/medclass/app/streamlit_app.py -- --model _build/outputs/cpu/brain_mri
 
 Which model it serves: ``--model`` (or ``MEDCLASS_MODEL``), else the latest export under
-``--output-dir`` (or ``MEDCLASS_OUTPUT_DIR``, default ``_build/outputs``); the sidebar switches
-between the exports it finds. Explained in chapter "Deployment: the demo app"
+``--output-dir`` (or ``MEDCLASS_OUTPUT_DIR``, default ``_build/outputs``, followed by the
+published models in ``book/published/cpu/models/``); the sidebar switches between the exports
+it finds. Explained in chapter "Deployment: the demo app"
 (book/deployment.md); the logic is in ``medclass.serving``.
 """
 
@@ -65,7 +66,7 @@ def cached_bundle(model_dir: str, modified: float) -> serving.Bundle:
 def choose_model(options: argparse.Namespace) -> Path | None:
     """The sidebar's model selector: the configured model first, then the other exports found."""
     configured = Path(options.model) if options.model else serving.default_model_dir(options.output_dir)
-    found = serving.find_exports(serving.exports_dir(options.output_dir))
+    found = serving.exports_found(options.output_dir)
     choices = list(dict.fromkeys(path.resolve() for path in ([configured] if configured else []) + found))
     if not choices:
         return None
@@ -131,8 +132,8 @@ def main() -> None:
     model_dir = choose_model(options)
     if model_dir is None:
         st.error(
-            "No exported model found under _build/outputs. Run `make book` (or a training chapter), "
-            "or start the app with `-- --model /path/to/export`."
+            f"No exported model found under {serving.exports_dir(options.output_dir)}. Run `make book` "
+            "(or a training chapter), or start the app with `-- --model /path/to/export`."
         )
         return
     try:

@@ -1,0 +1,305 @@
+"""Shortcut audit: what a dataset's files and pixels say about the label besides the anatomy.
+
+Defined in chapter "Brain MRI: the data" (notebooks/brain_01_data.ipynb), section "Shortcuts".
+
+When images of one class come from one source and images of another class from a second
+source, a classifier can score well by recognising the source: its file format, colour mode,
+size, border, background or brightness. This module measures that before any training, for any
+dataset: it reads each file's properties, then asks how well a classifier given *only* those
+properties predicts the label, with cross-validation grouped like the split (a duplicate group
+or a lesion never on both sides of a fold). It asks the same of the pixels: whether a simple
+model can tell two sources apart from small thumbnails, with and without
+:class:`medclass.models.SliceStandardisation`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+FILE_PROPERTIES = ("format", "mode", "width", "height", "aspect", "file_kib")
+PIXEL_PROPERTIES = (
+    "mean",
+    "std",
+    "p01",
+    "p50",
+    "p99",
+    "border_mean",
+    "background_share",
+    "colourfulness",
+    *(f"histogram_{index}" for index in range(8)),
+)
+CATEGORICAL = ("format", "mode")
+
+
+def pixel_statistics(pixels: np.ndarray) -> dict[str, float]:
+    """Intensity, border, background and colour statistics of one RGB image (0-255 array)."""
+    pixels = np.asarray(pixels, dtype=np.float32)
+    grey = pixels.mean(axis=-1)
+    height, width = grey.shape
+    edge_y, edge_x = max(1, height // 20), max(1, width // 20)
+    border = np.concatenate(
+        [grey[:edge_y].ravel(), grey[-edge_y:].ravel(), grey[:, :edge_x].ravel(), grey[:, -edge_x:].ravel()]
+    )
+    histogram = np.histogram(grey, bins=8, range=(0, 256))[0] / grey.size
+    p01, p50, p99 = np.percentile(grey, [1, 50, 99])
+    return {
+        "mean": float(grey.mean()),
+        "std": float(grey.std()),
+        "p01": float(p01),
+        "p50": float(p50),
+        "p99": float(p99),
+        "border_mean": float(border.mean()),
+        "background_share": float((grey < 10).mean()),
+        "colourfulness": float(np.abs(pixels - pixels.mean(axis=-1, keepdims=True)).mean()),
+        **{f"histogram_{index}": float(share) for index, share in enumerate(histogram)},
+    }
+
+
+def file_properties(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per image of ``frame``: its file's format, colour mode, size, aspect ratio and
+    size on disk, and the :func:`pixel_statistics` of its pixels as decoded to RGB."""
+    rows = []
+    for path in frame["path"]:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB"))
+            row = {
+                "format": image.format,
+                "mode": image.mode,
+                "width": image.width,
+                "height": image.height,
+                "aspect": image.width / image.height,
+                "file_kib": _file_kib(path),
+            }
+        rows.append({**row, **pixel_statistics(pixels)})
+    return pd.DataFrame(rows, index=frame.index)
+
+
+def _file_kib(path) -> float:
+    from pathlib import Path
+
+    return Path(path).stat().st_size / 1024
+
+
+def _design_matrix(properties: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    chosen = properties[list(columns)]
+    categorical = [column for column in chosen if column in CATEGORICAL]
+    return pd.get_dummies(chosen, columns=categorical, dtype=float)
+
+
+def out_of_fold_probabilities(
+    features: pd.DataFrame, labels: Sequence, groups: Sequence, n_splits: int = 5, seed: int = 0
+) -> np.ndarray:
+    """P(each class) for every row, from a gradient-boosted classifier that never saw the row's
+    group: ``StratifiedGroupKFold``, so duplicates (or lesions) stay on one side of each fold."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    classes = np.unique(labels)
+    probabilities = np.zeros((len(labels), len(classes)))
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for train, test in folds.split(features, labels, groups):
+        model = HistGradientBoostingClassifier(max_iter=100, random_state=seed)
+        model.fit(features.iloc[train], labels[train])
+        columns = np.searchsorted(classes, model.classes_)
+        probabilities[np.ix_(test, columns)] = model.predict_proba(features.iloc[test])
+    return probabilities
+
+
+def shortcut_scores(
+    properties: pd.DataFrame,
+    labels: Sequence,
+    groups: Sequence,
+    feature_sets: dict[str, Sequence[str]] | None = None,
+    n_splits: int = 5,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """How well each set of properties alone predicts the label, cross-validated by group.
+
+    Returns one row per feature set: accuracy and ROC-AUC (macro one-vs-rest for several
+    classes) with 95% bootstrap intervals over groups, and the majority-class accuracy to
+    compare with. An ROC-AUC well above 0.5 means the label can be read off the files.
+    """
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    from medclass.evaluation import bootstrap_interval
+
+    if feature_sets is None:
+        feature_sets = {
+            "file (format, mode, size)": FILE_PROPERTIES,
+            "pixel statistics": PIXEL_PROPERTIES,
+            "file and pixels": FILE_PROPERTIES + PIXEL_PROPERTIES,
+        }
+    labels, groups = np.asarray(labels), np.asarray(groups)
+    classes = np.unique(labels)
+    codes = np.searchsorted(classes, labels)
+    metrics = {
+        "accuracy": lambda truth, scores: accuracy_score(truth, scores.argmax(axis=1)),
+        "ROC-AUC": lambda truth, scores: (
+            roc_auc_score(truth, scores[:, 1])
+            if scores.shape[1] == 2
+            else roc_auc_score(truth, scores, multi_class="ovr", labels=np.arange(scores.shape[1]))
+        ),
+    }
+    rows = []
+    for name, columns in feature_sets.items():
+        probabilities = out_of_fold_probabilities(
+            _design_matrix(properties, columns), labels, groups, n_splits, seed
+        )
+        row = {"properties": name}
+        for metric, function in metrics.items():
+            value, lower, upper = bootstrap_interval(function, codes, probabilities, seed=seed, groups=groups)
+            row |= {metric: value, f"{metric} lower": lower, f"{metric} upper": upper}
+        rows.append(row)
+    majority = pd.Series(labels).value_counts(normalize=True).iloc[0]
+    return pd.DataFrame(rows).set_index("properties").assign(**{"majority class": majority})
+
+
+def property_importance(
+    properties: pd.DataFrame, labels: Sequence, groups: Sequence, seed: int = 0
+) -> pd.Series:
+    """ROC-AUC of each property on its own (grouped out-of-fold), highest first: which property
+    gives the label away most."""
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    scores = {}
+    for column in FILE_PROPERTIES + PIXEL_PROPERTIES:
+        probabilities = out_of_fold_probabilities(
+            _design_matrix(properties, [column]), labels, groups, seed=seed
+        )
+        if len(classes) == 2:
+            scores[column] = roc_auc_score(labels == classes[1], probabilities[:, 1])
+        else:
+            scores[column] = roc_auc_score(labels, probabilities, multi_class="ovr", labels=classes)
+    return pd.Series(scores, name="ROC-AUC alone").sort_values(ascending=False)
+
+
+def thumbnails(
+    frame: pd.DataFrame, size: int = 32, standardise: bool = False, batch_size: int = 64, load_size: int = 160
+) -> np.ndarray:
+    """Greyscale ``size``x``size`` thumbnails of every image, flattened, one row per image.
+
+    Images are decoded and resized as training does (:func:`medclass.pipeline.decode_and_resize`
+    at ``load_size``); with ``standardise``, they first pass through
+    :class:`medclass.models.SliceStandardisation`, as a standardised model's input would.
+    """
+    import tensorflow as tf
+
+    from medclass.models import SliceStandardisation
+    from medclass.pipeline import decode_and_resize
+
+    layer = SliceStandardisation() if standardise else None
+    paths = tf.data.Dataset.from_tensor_slices(frame["path"].astype(str).tolist())
+    images = paths.map(lambda path: decode_and_resize(path, (load_size, load_size))).batch(batch_size)
+    rows = []
+    for batch in images:
+        batch = tf.cast(batch, tf.float32)
+        if layer is not None:
+            batch = tf.convert_to_tensor(layer(batch))
+        small = tf.image.resize(tf.reduce_mean(batch, axis=-1, keepdims=True), (size, size), antialias=True)
+        rows.append(small.numpy().reshape(len(small), -1) / 255.0)
+    return np.concatenate(rows)
+
+
+def source_separability(
+    pixels: np.ndarray, sources: Sequence, groups: Sequence, n_splits: int = 5, seed: int = 0
+) -> pd.Series:
+    """How well a logistic regression on thumbnails tells two sources apart, grouped
+    cross-validation: ROC-AUC and accuracy with 95% bootstrap intervals over groups. Near 0.5,
+    the sources look alike; near 1, a network can tell them apart too."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from medclass.evaluation import headline_metrics
+
+    sources, groups = np.asarray(sources), np.asarray(groups)
+    classes = np.unique(sources)
+    if len(classes) != 2:
+        raise ValueError(f"source_separability compares two sources; got {list(classes)}.")
+    codes = (sources == classes[1]).astype(int)
+    scores = np.zeros(len(codes))
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for train, test in folds.split(pixels, codes, groups):
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))
+        model.fit(pixels[train], codes[train])
+        scores[test] = model.predict_proba(pixels[test])[:, 1]
+    metrics = headline_metrics(codes, scores, 0.5, seed=seed, groups=groups)
+    return metrics.loc[["ROC-AUC", "accuracy"], ["value", "ci_low", "ci_high"]].stack()
+
+
+def plot_shortcut_scores(scores: pd.DataFrame, title: str = ""):
+    """Accuracy and ROC-AUC of each property set, with intervals, against the majority class
+    and chance."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 0.6 * len(scores) + 1.8), sharey=True)
+    positions = np.arange(len(scores))
+    for axis, metric, reference, reference_name in (
+        (axes[0], "accuracy", scores["majority class"].iloc[0], "majority class"),
+        (axes[1], "ROC-AUC", 0.5, "chance"),
+    ):
+        values = scores[metric].to_numpy()
+        errors = [values - scores[f"{metric} lower"], scores[f"{metric} upper"] - values]
+        axis.barh(positions, values, xerr=errors, color="indianred", capsize=3)
+        axis.axvline(reference, color="black", linestyle="--", label=reference_name)
+        axis.set_xlim(0, 1)
+        axis.set_xlabel(f"{metric} from the properties alone")
+        axis.legend(loc="lower right")
+    axes[0].set_yticks(positions, scores.index)
+    axes[0].invert_yaxis()
+    figure.suptitle(title or "What the files alone say about the label (grouped cross-validation)")
+    figure.tight_layout()
+    return figure
+
+
+def plot_thumbnail_means(pixels: np.ndarray, sources: Sequence, size: int = 32, title: str = ""):
+    """The average thumbnail of each source, side by side: what a source looks like on average."""
+    import matplotlib.pyplot as plt
+
+    sources = np.asarray(sources)
+    names = list(dict.fromkeys(sources))
+    figure, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 2.9))
+    for axis, name in zip(np.atleast_1d(axes), names, strict=True):
+        axis.imshow(pixels[sources == name].mean(axis=0).reshape(size, size), cmap="gray", vmin=0, vmax=1)
+        axis.set_title(f"{name}\n(n={int((sources == name).sum())})", fontsize=9)
+        axis.axis("off")
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_standardisation(frame: pd.DataFrame, per_source: int = 4, seed: int = 0, size: int = 160):
+    """A few images of each ``source`` as decoded (top row) and after
+    :class:`medclass.models.SliceStandardisation` (bottom row)."""
+    import matplotlib.pyplot as plt
+    import tensorflow as tf
+
+    from medclass.models import SliceStandardisation
+    from medclass.pipeline import decode_and_resize
+
+    plain = pd.DataFrame(frame[["path", "source"]])
+    plain.attrs = {}  # pandas compares the attrs of the pieces it joins; a skipped-files table cannot be
+    picks = pd.concat(
+        [rows.sample(min(per_source, len(rows)), random_state=seed) for _, rows in plain.groupby("source")]
+    )
+    images = tf.stack([tf.cast(decode_and_resize(path, (size, size)), tf.float32) for path in picks["path"]])
+    standardised = np.asarray(SliceStandardisation()(images))
+    figure, axes = plt.subplots(2, len(picks), figsize=(1.9 * len(picks), 4.2), squeeze=False)
+    for column, source in enumerate(picks["source"]):
+        for row, batch in enumerate((np.asarray(images), standardised)):
+            axes[row, column].imshow(batch[column].astype("uint8"))
+            axes[row, column].set_xticks([])
+            axes[row, column].set_yticks([])
+        axes[0, column].set_title(source, fontsize=8)
+    axes[0, 0].set_ylabel("as decoded")
+    axes[1, 0].set_ylabel("standardised")
+    figure.tight_layout()
+    return figure
