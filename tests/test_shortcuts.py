@@ -41,7 +41,7 @@ def test_br35h_is_in_the_registry_and_loads_its_yes_no_layout(joined_synthetic):
 def test_no_br35h_copy_of_a_brain_tumor_mri_image_is_counted_twice(joined_synthetic):
     frame, external, joined, new, copies = joined_synthetic
     assert len(new) + len(copies) == len(external)
-    # Every no/ slice is a byte copy of a Healthy slice; six yes/ slices copy Tumor slices.
+    # Every no/ slice is a byte copy of a Healthy slice; three yes/ slices copy Tumor slices.
     assert (copies["source_class"] == "no").sum() == (external["source_class"] == "no").sum()
     copied_tumours = copies.loc[copies["source_class"] == "yes", "path"].map(
         lambda p: int(p.split("/y")[-1][:-4])
@@ -156,6 +156,25 @@ def test_source_augmentation_varies_contrast_resolution_and_noise():
     assert changed.min() >= 0 and changed.max() <= 255
     assert np.abs(changed - images.numpy()).mean() > 2
     assert len({round(float(image.mean()), 1) for image in changed}) > 1, "one draw per image"
+    # Inside tf.data, ops with equal seeds draw equal numbers: combined with "mild", the gamma
+    # would follow the rotation angle. Both drawn in one map function must differ.
+    ones = tf.data.Dataset.from_tensors(tf.ones([4, 8, 8, 3]) * 127.5)
+    angle, gamma = next(
+        iter(
+            ones.map(
+                lambda x: (
+                    tf.random.uniform([4, 1, 1, 1], -0.35, 0.35, seed=3),  # random_affine's first draw
+                    tf.math.log(
+                        tf.math.log(
+                            augment.random_acquisition(x, 3, min_scale=1.0, noise=0.0)[:, :1, :1, :1] / 255
+                        )
+                        / tf.math.log(0.5)
+                    ),
+                )
+            )
+        )
+    )
+    assert not np.allclose(angle.numpy(), gamma.numpy(), atol=1e-4)
     batch, labels = augment.make_augmentation("mild+source", 0, num_classes=2)(images, tf.zeros(4))
     assert batch.shape == images.shape and labels.shape == (4,)
 

@@ -180,7 +180,9 @@ def without_copies(
     groups = duplicate_groups(
         both, np.concatenate([hashes, external_hashes]), max_distance, extra_links=links
     ).to_numpy()
-    is_copy = np.isin(groups[inside:], list(set(groups[:inside]))) | (best >= min_correlation)
+    # A copy taints its whole group: a re-windowed copy of a copy is a copy too.
+    copied = set(groups[:inside]) | set(groups[inside:][best >= min_correlation])
+    is_copy = np.isin(groups[inside:], list(copied))
     joined = frame.assign(group=groups[:inside])
     rest = external.reset_index(drop=True).assign(group=groups[inside:], best_correlation=best)
     joined.attrs, rest.attrs = frame.attrs, external.attrs

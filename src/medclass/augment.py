@@ -83,6 +83,7 @@ def random_acquisition(images, seed: int, gamma: float = 0.35, min_scale: float 
     """
     shape = tf.shape(images)
     batch, height, width = shape[0], shape[1], shape[2]
+    seed += 10  # random_affine draws with seed to seed + 3: "mild+source" must not reuse them
     exponent = tf.exp(tf.random.uniform([batch, 1, 1, 1], -gamma, gamma, seed=seed))
     images = 255.0 * tf.pow(tf.clip_by_value(images, 0.0, 255.0) / 255.0, exponent)
     scale = tf.random.uniform([], min_scale, 1.0, seed=seed + 1)  # one per batch: resize needs one size

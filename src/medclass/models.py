@@ -117,6 +117,9 @@ class SliceStandardisation(layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        # affine_transform (ImageProjectiveTransformV3 on TensorFlow) has no XLA kernel: a model
+        # compiled with jit_compile=True runs this layer outside XLA, as Keras's RandomRotation.
+        self.supports_jit = False
         self.greyscale, self.crop, self.normalise = greyscale, crop, normalise
         self.foreground, self.occupancy, self.margin = foreground, occupancy, margin
 

@@ -247,7 +247,7 @@ def plot_shortcut_scores(scores: pd.DataFrame, title: str = ""):
         (axes[1], "ROC-AUC", 0.5, "chance"),
     ):
         values = scores[metric].to_numpy()
-        errors = [values - scores[f"{metric} lower"], scores[f"{metric} upper"] - values]
+        errors = np.clip([values - scores[f"{metric} lower"], scores[f"{metric} upper"] - values], 0, None)
         axis.barh(positions, values, xerr=errors, color="indianred", capsize=3)
         axis.axvline(reference, color="black", linestyle="--", label=reference_name)
         axis.set_xlim(0, 1)

@@ -82,6 +82,11 @@ def split_external(
     """
     frame = frame.sort_values("path").reset_index(drop=True)
     groups = frame["group"].drop_duplicates().to_numpy()
+    if len(groups) < 4:
+        raise ValueError(
+            f"The second source has {len(groups)} group(s) of images; split_external needs at least 4 "
+            "(a quarter each for external_val and external_test). Add images or raise max_images."
+        )
     order = np.random.default_rng(seed).permutation(len(groups))
     quarter = len(groups) // 4
     role = pd.Series("pool", index=groups[order])

@@ -101,18 +101,19 @@ def make_phantom(rng: np.random.Generator, tumor: bool, size: int = 256) -> Phan
     return Phantom(np.clip(image * 255, 0, 255).astype(np.uint8), mask)
 
 
-def in_healthy_source_style(image: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    """Save a greyscale slice the way the Healthy images' source does: a loose frame of
+def in_healthy_source_style(phantom: Phantom, rng: np.random.Generator) -> tuple[Image.Image, Image.Image]:
+    """A phantom saved the way the Healthy images' source saves a slice: a loose frame of
     background around the head, RGB, a lifted background with a warm tint, and a size that
-    varies between 80% and 100% per side."""
-    height, width = image.shape
+    varies between 80% and 100% per side. Returns the picture and its mask, framed alike."""
+    height, width = phantom.image.shape
     top, bottom, left, right = (int(side * rng.uniform(0.0, 0.3)) for side in (height, height, width, width))
-    framed = np.pad(image, ((top, bottom), (left, right)))  # this source frames the head loosely
-    lifted = 18 + framed.astype(np.float32) * (237 / 255)
+    padding = ((top, bottom), (left, right))  # this source frames the head loosely
+    lifted = 18 + np.pad(phantom.image, padding).astype(np.float32) * (237 / 255)
     rgb = np.stack([lifted + 6, lifted, lifted - 6], axis=-1)
     picture = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB")
+    mask = Image.fromarray(np.pad(phantom.mask, padding).astype(np.uint8) * 255)
     new_size = (int(width * rng.uniform(0.8, 1.0)), int(height * rng.uniform(0.8, 1.0)))
-    return picture.resize(new_size, Image.LANCZOS)
+    return picture.resize(new_size, Image.LANCZOS), mask.resize(new_size, Image.NEAREST)
 
 
 def write_synthetic_brain_mri(
@@ -142,10 +143,10 @@ def write_synthetic_brain_mri(
         subset = "Testing" if index % 5 == 4 else "Training"
         relpath = Path(subset) / folder / f"synthetic_{index:05d}.jpg"
         phantom = make_phantom(rng, tumor, size)
-        picture = Image.fromarray(phantom.image)
+        picture, mask = Image.fromarray(phantom.image), Image.fromarray(phantom.mask.astype(np.uint8) * 255)
         if source_cue and not tumor:
-            picture = in_healthy_source_style(phantom.image, rng)
-        _save(root, relpath, picture, Image.fromarray(phantom.mask.astype(np.uint8) * 255))
+            picture, mask = in_healthy_source_style(phantom, rng)
+        _save(root, relpath, picture, mask)
         written.append(relpath)
     n_copies = int(round(duplicate_share * n_images))
     for copy_index, source_index in enumerate(rng.choice(n_images, n_copies, replace=False)):
@@ -187,9 +188,7 @@ def write_synthetic_br35h(
     for index, path in enumerate(healthy):
         (root / "no" / f"no{index}.jpg").write_bytes(path.read_bytes())
     for index in range(n_tumours):
-        phantom = make_phantom(rng, tumor=True, size=256)
-        picture = in_healthy_source_style(phantom.image, rng)
-        mask = Image.fromarray(phantom.mask.astype(np.uint8) * 255).resize(picture.size, Image.NEAREST)
+        picture, mask = in_healthy_source_style(make_phantom(rng, tumor=True, size=256), rng)
         _save(root, Path("yes") / f"y{index}.jpg", picture, mask)
     n_copies = max(1, n_tumours // 20)
     for copy_index, source_index in enumerate(rng.choice(len(tumours), n_copies, replace=False)):
