@@ -25,9 +25,13 @@ sensitivity of 0.98. Per variant, one row of ``brain_shortcut.csv``:
 The table the performance appendix includes, ``book/generated/brain_shortcut.md``, is written
 from the CSV (``--table-only`` rewrites it without training).
 
-All with 95% bootstrap intervals over duplicate groups. The rule that picks the book's recipe,
-fixed before the numbers: the highest ``external_val`` sensitivity among variants whose
-internal validation ROC-AUC is at least 0.99. The test columns are reported, never used to
+All with 95% bootstrap intervals over duplicate groups. The rule that picks the book's recipe: the
+highest ``external_val`` sensitivity among the variants whose validation ROC-AUC on the
+brain-tumor-mri images (the validation images every variant shares) is at least 0.99. (As first
+written, the rule read the whole validation split's ROC-AUC, which for the variants with Br35H
+in training includes Br35H tumours: other, harder images. It was corrected after the first of
+those variants reported, before any choice; ``--rescore`` fills the new column for rows
+measured before it.) The test columns are reported, never used to
 choose. Results go in the training chapter and book/performance.md. About 10 minutes a
 variant on a 2-core CPU. Variants measured earlier and not named by ``--variants`` keep their
 rows.
@@ -137,7 +141,7 @@ def train_variant(name, frame, recipe_settings, standardise, augmentation, work_
         base,
         train_ds,
         val_ds,
-        work_dir / name.replace(" ", "_").replace("+", "and"),
+        work_folder(work_dir, name),
         num_classes=2,
         recipe=recipe,
         class_weight=training.balanced_class_weight(train["label"], CLASS_NAMES),
@@ -157,6 +161,41 @@ def with_interval(prefix: str, value_low_high) -> dict:
     }
 
 
+# Variants with Br35H in training also validate on Br35H tumours, so their "val ROC-AUC" is on
+# other images; the rule compares the validation images every variant shares.
+COMMON_VAL = "val ROC-AUC (brain-tumor-mri)"
+
+
+def common_val_auc(frame, y_val, p_val) -> float:
+    """ROC-AUC on the brain-tumor-mri images of the validation split, the same for every variant."""
+    from sklearn.metrics import roc_auc_score
+
+    shared = (frame.loc[frame.split == "val", "source"] == "brain_mri").to_numpy()
+    return round(float(roc_auc_score(y_val[shared], p_val[shared])), 4)
+
+
+def work_folder(work: Path, name: str) -> Path:
+    return work / name.replace(" ", "_").replace("+", "and")
+
+
+def rescore(rows, frame, new_tumours, settings, work: Path) -> None:
+    """Fill ``COMMON_VAL`` for rows measured before it existed: the validation ROC-AUC itself
+    where the validation split held brain-tumor-mri images only, else from the saved model."""
+    for row in rows:
+        if row.get(COMMON_VAL):
+            continue
+        if row["Br35H in training"] in (False, "False"):
+            row[COMMON_VAL] = row["val ROC-AUC"]
+            continue
+        model, _ = training.load_model(work_folder(work, row["variant"]))
+        joined = manifest(frame, new_tumours, True, settings["seed"])
+        part = joined[joined.split == "val"]
+        size = models.image_size_for("mobilenet_v2", settings["image_size"])
+        dataset = pipeline.make_dataset(part, CLASS_NAMES, size, settings["batch_size"])
+        y_val, p_val = evaluation.predict_probabilities(model, dataset, tta=settings["tta"])
+        row[COMMON_VAL] = common_val_auc(joined, y_val, p_val)
+
+
 def evaluate_variant(model, frame, size, batch, tta, target, seed) -> dict:
     def probabilities(split):
         part = frame[frame.split == split]
@@ -171,6 +210,7 @@ def evaluate_variant(model, frame, size, batch, tta, target, seed) -> dict:
     row["val ROC-AUC"] = round(
         float(evaluation.headline_metrics(y_val, val_calibrated).loc["ROC-AUC", "value"]), 4
     )
+    row[COMMON_VAL] = common_val_auc(frame, y_val, p_val)
     for split in splits.EXTERNAL_SPLITS:
         _, p_external, groups = probabilities(split)
         rate = evaluation.detection_rate(
@@ -195,28 +235,37 @@ def evaluate_variant(model, frame, size, batch, tta, target, seed) -> dict:
 TABLE = ROOT / "book" / "generated" / "brain_shortcut.md"
 
 
+def write_csv(rows: list[dict], path: Path) -> None:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def interval(row: dict, name: str) -> str:
     return f"{float(row[name]):.3f} [{float(row[name + ' low']):.3f}, {float(row[name + ' high']):.3f}]"
 
 
 def chosen_variant(rows: list[dict]) -> dict:
-    """The rule fixed before the numbers: the highest Br35H external_val sensitivity among the
-    variants whose validation ROC-AUC reaches 0.99 (all variants if none does)."""
-    eligible = [row for row in rows if float(row["val ROC-AUC"]) >= 0.99] or rows
+    """The rule: the highest Br35H external_val sensitivity among the variants whose validation
+    ROC-AUC on the brain-tumor-mri images reaches 0.99 (all variants if none does)."""
+    eligible = [row for row in rows if float(row.get(COMMON_VAL) or row["val ROC-AUC"]) >= 0.99] or rows
     return max(eligible, key=lambda row: float(row["Br35H val sensitivity"]))
 
 
 def write_table(rows: list[dict], path: Path = TABLE) -> Path:
     """The results as the markdown table the performance appendix includes."""
     lines = [
-        "| variant | train images | val ROC-AUC | Br35H external_val sensitivity | Br35H external_test "
-        "sensitivity | test accuracy | test ROC-AUC | test sensitivity / specificity at the operating "
-        "point | label from file properties (accuracy) | sources apart (thumbnail ROC-AUC) |",
+        "| variant | train images | val ROC-AUC, brain-tumor-mri images | Br35H external_val "
+        "sensitivity | Br35H external_test sensitivity | test accuracy | test ROC-AUC | test "
+        "sensitivity / specificity at the operating point | label from file properties (accuracy) "
+        "| sources apart (thumbnail ROC-AUC) |",
         "|---" * 10 + "|",
     ]
     for row in rows:
         lines.append(
-            f"| {row['variant']} | {row['train images']} | {float(row['val ROC-AUC']):.3f} | "
+            f"| {row['variant']} | {row['train images']} | {float(row[COMMON_VAL]):.3f} | "
             f"{interval(row, 'Br35H val sensitivity')} | {interval(row, 'Br35H test sensitivity')} | "
             f"{interval(row, 'test accuracy')} | {interval(row, 'test ROC-AUC')} | "
             f"{float(row['test sensitivity (op)']):.3f} / {float(row['test specificity (op)']):.3f} | "
@@ -224,8 +273,8 @@ def write_table(rows: list[dict], path: Path = TABLE) -> Path:
         )
     lines += [
         "",
-        f"Chosen by the rule fixed beforehand (highest external_val sensitivity among variants with "
-        f"validation ROC-AUC ≥ 0.99): **{chosen_variant(rows)['variant']}**.",
+        f"Chosen by the rule (highest external_val sensitivity among the variants whose validation "
+        f"ROC-AUC on the brain-tumor-mri images reaches 0.99): **{chosen_variant(rows)['variant']}**.",
         "",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -241,6 +290,9 @@ def main(argv=None) -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--max-images", type=int, default=None, help="a cap for a quick trial")
     parser.add_argument("--table-only", action="store_true", help="rewrite the book's table from the CSV")
+    parser.add_argument(
+        "--rescore", action="store_true", help=f"fill {COMMON_VAL!r} from the saved models, then the table"
+    )
     args = parser.parse_args(argv)
     out = Path(args.out) / "brain_shortcut.csv"
     if args.table_only:
@@ -252,6 +304,12 @@ def main(argv=None) -> None:
     seed = settings["seed"]
     seed_everything(seed)
     frame, new_tumours = joined_frames(args.data_dir, seed, args.max_images)
+    if args.rescore:
+        rows = list(csv.DictReader(out.open()))
+        rescore(rows, frame, new_tumours, settings, Path(args.work))
+        write_csv(rows, out)
+        print(f"wrote {out} and {write_table(rows)}")
+        return
     everything = splits.join_frames(frame, new_tumours)
     properties = shortcuts.file_properties(everything).set_axis(everything["path"])
     tumours = everything[everything["label"] == "Tumor"]
@@ -297,10 +355,7 @@ def main(argv=None) -> None:
         }
         print(row, flush=True)
         rows.append(row)
-        with out.open("w", newline="") as handle:  # rewritten after each variant: nothing lost
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(rows, out)  # rewritten after each variant: nothing lost
     if args.max_images is None:
         write_table(rows)
     print(f"Chosen on validation and Br35H external_val: {chosen_variant(rows)['variant']}")
