@@ -282,6 +282,46 @@ def write_table(rows: list[dict], path: Path = TABLE) -> Path:
     return path
 
 
+class ShortcutAudit:
+    """The two shortcut columns of a variant: the label of its training images from file
+    properties alone, and brain-tumor-mri's tumours told from Br35H's in what its model sees."""
+
+    def __init__(self, frame, new_tumours, seed: int):
+        everything = splits.join_frames(frame, new_tumours)
+        self.properties = shortcuts.file_properties(everything).set_axis(everything["path"])
+        self.tumours = everything[everything["label"] == "Tumor"]
+        self.thumbnails = {
+            standardise: shortcuts.thumbnails(self.tumours, standardise=standardise)
+            for standardise in (False, True)
+        }
+        self.seed = seed
+
+    def columns(self, joined, standardise: bool) -> dict:
+        train = joined[joined.split == "train"]
+        scores = shortcuts.shortcut_scores(
+            self.properties.loc[train["path"]],
+            train["label"].to_numpy(),
+            train["group"].to_numpy(),
+            feature_sets={"all": shortcuts.FILE_PROPERTIES + shortcuts.PIXEL_PROPERTIES},
+            seed=self.seed,
+        ).iloc[0]
+        apart = shortcuts.source_separability(
+            self.thumbnails[standardise],
+            self.tumours["source"].to_numpy(),
+            self.tumours["group"].to_numpy(),
+            seed=self.seed,
+        )
+        return {
+            "file-property accuracy": round(float(scores["accuracy"]), 4),
+            "file-property accuracy low": round(float(scores["accuracy lower"]), 4),
+            "file-property accuracy high": round(float(scores["accuracy upper"]), 4),
+            "file-property ROC-AUC": round(float(scores["ROC-AUC"]), 4),
+            "sources apart ROC-AUC": round(float(apart[("ROC-AUC", "value")]), 4),
+            "sources apart ROC-AUC low": round(float(apart[("ROC-AUC", "ci_low")]), 4),
+            "sources apart ROC-AUC high": round(float(apart[("ROC-AUC", "ci_high")]), 4),
+        }
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
@@ -291,7 +331,9 @@ def main(argv=None) -> None:
     parser.add_argument("--max-images", type=int, default=None, help="a cap for a quick trial")
     parser.add_argument("--table-only", action="store_true", help="rewrite the book's table from the CSV")
     parser.add_argument(
-        "--rescore", action="store_true", help=f"fill {COMMON_VAL!r} from the saved models, then the table"
+        "--rescore",
+        action="store_true",
+        help=f"fill {COMMON_VAL!r} from the saved models, recompute the audit columns, write the table",
     )
     args = parser.parse_args(argv)
     out = Path(args.out) / "brain_shortcut.csv"
@@ -304,18 +346,16 @@ def main(argv=None) -> None:
     seed = settings["seed"]
     seed_everything(seed)
     frame, new_tumours = joined_frames(args.data_dir, seed, args.max_images)
+    audit = ShortcutAudit(frame, new_tumours, seed)
     if args.rescore:
         rows = list(csv.DictReader(out.open()))
         rescore(rows, frame, new_tumours, settings, Path(args.work))
+        for row in rows:  # the audit columns again, with this code, for every row alike
+            standardise, _, in_training = VARIANTS[row["variant"]]
+            row.update(audit.columns(manifest(frame, new_tumours, in_training, seed), standardise))
         write_csv(rows, out)
-        print(f"wrote {out} and {write_table(rows)}")
+        print(f"wrote {out}" + ("" if args.max_images else f" and {write_table(rows)}"))
         return
-    everything = splits.join_frames(frame, new_tumours)
-    properties = shortcuts.file_properties(everything).set_axis(everything["path"])
-    tumours = everything[everything["label"] == "Tumor"]
-    thumbs = {
-        standardise: shortcuts.thumbnails(tumours, standardise=standardise) for standardise in (False, True)
-    }
     out.parent.mkdir(parents=True, exist_ok=True)
     # Rows of variants measured earlier and not rerun now are kept: nothing is lost.
     rows = []
@@ -325,32 +365,15 @@ def main(argv=None) -> None:
         standardise, augmentation, in_training = VARIANTS[name]
         started = time.perf_counter()
         joined = manifest(frame, new_tumours, in_training, seed)
-        train = joined[joined.split == "train"]
-        scores = shortcuts.shortcut_scores(
-            properties.loc[train["path"]],
-            train["label"].to_numpy(),
-            train["group"].to_numpy(),
-            feature_sets={"all": shortcuts.FILE_PROPERTIES + shortcuts.PIXEL_PROPERTIES},
-            seed=seed,
-        ).iloc[0]
-        separability = shortcuts.source_separability(
-            thumbs[standardise], tumours["source"].to_numpy(), tumours["group"].to_numpy(), seed=seed
-        )
         model, size = train_variant(name, joined, settings, standardise, augmentation, Path(args.work), seed)
         row = {
             "variant": name,
             "standardise": standardise,
             "augmentation": augmentation,
             "Br35H in training": in_training,
-            "train images": len(train),
+            "train images": int((joined.split == "train").sum()),
             **evaluate_variant(model, joined, size, settings["batch_size"], settings["tta"], 0.98, seed),
-            "file-property accuracy": round(float(scores["accuracy"]), 4),
-            "file-property accuracy low": round(float(scores["accuracy lower"]), 4),
-            "file-property accuracy high": round(float(scores["accuracy upper"]), 4),
-            "file-property ROC-AUC": round(float(scores["ROC-AUC"]), 4),
-            "sources apart ROC-AUC": round(float(separability[("ROC-AUC", "value")]), 4),
-            "sources apart ROC-AUC low": round(float(separability[("ROC-AUC", "ci_low")]), 4),
-            "sources apart ROC-AUC high": round(float(separability[("ROC-AUC", "ci_high")]), 4),
+            **audit.columns(joined, standardise),
             "minutes": round((time.perf_counter() - started) / 60, 1),
         }
         print(row, flush=True)
