@@ -2,9 +2,8 @@
 
 The same slice saved as greyscale or RGB, as JPEG or PNG, at 256 or 512 px, must get nearly the
 same P(Tumor) from the exported model (book/published/cpu/models/brain_mri), read the way the
-evaluation chapter and ``python -m medclass.report`` read images. The bound below is the
-largest change measured on these slices when the test was written, with headroom; the first
-published model, which had learned the source of an image, was not built to pass it.
+evaluation chapter and ``python -m medclass.report`` read images. The bound below is about
+twice the largest change measured on these slices when the test was written.
 """
 
 from __future__ import annotations
@@ -21,7 +20,8 @@ from medclass import pipeline, synthetic, training
 from tests.conftest import REAL_BRAIN, ROOT
 
 MODEL = ROOT / "book" / "published" / "cpu" / "models" / "brain_mri"
-# Largest |change in P(Tumor)| allowed between two files of one slice (measured: see below).
+# Largest |change in P(Tumor)| allowed between two files of one slice. Measured with the model
+# published on 2026-12-01 on the 12 real slices below: 0.024 at worst, median 0.001.
 MAX_CHANGE = 0.05
 MODES, FORMATS, SIDES = ("L", "RGB"), ("JPEG", "PNG"), (256, 512)
 

@@ -39,6 +39,8 @@ VOCABULARY = {
     "unfreeze_blocks",
     "imbalance",
     "cache_features",
+    "standardise",
+    "br35h_in_training",
     # evaluation
     "tta",
     "target_sensitivity",
