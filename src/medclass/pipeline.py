@@ -94,7 +94,10 @@ def make_dataset(
     ).cache(cache_location(frame, image_size, cache_dir))
     if training:
         dataset = dataset.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size).map(
+    # A training set drops its last partial batch (it is reshuffled every epoch, so no image is
+    # left out for good): split over several replicas, a batch of one leaves a replica empty,
+    # which BatchNormalization under MirroredStrategy does not survive.
+    dataset = dataset.batch(batch_size, drop_remainder=training and len(frame) > batch_size).map(
         lambda images, labels: (tf.cast(images, tf.float32), labels), num_parallel_calls=AUTOTUNE
     )
     if training and augment is not None:
