@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import time
@@ -14,7 +13,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from medclass import serving
+from medclass import records, serving
 from tests.conftest import ROOT
 
 APP = ROOT / "src" / "medclass" / "app" / "streamlit_app.py"
@@ -32,7 +31,8 @@ EVALUATION = {
 def model_dir(saved_model, tmp_path) -> Path:
     """The session's small brain model with an evaluation record beside it."""
     folder = Path(shutil.copytree(saved_model, tmp_path / "brain_mri", ignore=shutil.ignore_patterns("work")))
-    (folder / "evaluation.json").write_text(json.dumps(EVALUATION))
+    digest = records.model_digest(folder / "model.keras")
+    records.write_json(folder / "evaluation.json", {**EVALUATION, "model_sha256": digest})
     return folder
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -182,6 +184,62 @@ def test_ham10000_missing_image_and_metadata(tmp_path):
     (root / "HAM10000_metadata.csv").unlink()
     with pytest.raises(FileNotFoundError, match="HAM10000_metadata.csv not found"):
         data.load_dataset("ham10000", root)
+
+
+def test_a_decompression_bomb_or_an_undecodable_name_is_skipped_not_fatal(healthy_tumor_dir, monkeypatch):
+    tumor = healthy_tumor_dir / "Tumor"
+    write_image(tumor / "huge.png", size=(100, 100), fmt="PNG")
+    write_image(tumor / "bad_name.jpg", size=(64, 64))
+    undecodable = os.fsencode(tumor) + b"/scan\xff.jpg"  # a byte that is not UTF-8
+    os.rename(os.fsencode(tumor / "bad_name.jpg"), undecodable)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4500)  # 100x100 is then a "bomb"; 64x64 is not
+    frame = data.load_dataset("brain_mri", healthy_tumor_dir)
+    reasons = dict(zip(frame.attrs["skipped"]["path"], frame.attrs["skipped"]["reason"], strict=True))
+    assert "too many pixels" in reasons[str(tumor / "huge.png")]
+    assert reasons[str(tumor / "scan\ufffd.jpg")] == "the file name is not valid UTF-8; rename it"
+    assert len(frame) == 24
+    frame.attrs["skipped"].to_csv(healthy_tumor_dir / "skipped.csv")  # every name can be written
+
+
+def ham_metadata(tmp_path, extra_rows: str):
+    root = data.synthetic_skin.write_synthetic_ham10000(tmp_path / "skin", n_lesions=20, seed=1)
+    with (root / "HAM10000_metadata.csv").open("a") as handle:
+        handle.write(extra_rows)
+    return root
+
+
+def test_ham10000_metadata_that_a_split_could_not_trust_is_refused(tmp_path):
+    root = data.synthetic_skin.write_synthetic_ham10000(tmp_path / "skin", n_lesions=20, seed=1)
+    metadata = (root / "HAM10000_metadata.csv").read_text().splitlines()
+    header, first = metadata[0], metadata[1].split(",")
+    columns = header.split(",")
+    image_id, lesion_id, dx = (columns.index(name) for name in ("image_id", "lesion_id", "dx"))
+    repeated = ",".join(first)
+    relabelled = first.copy()
+    relabelled[dx] = "mel" if first[dx] != "mel" else "nv"
+    relabelled[lesion_id] = "HAM_9999999"
+    empty = first.copy()
+    empty[dx] = ""
+
+    def load_with(*rows):
+        (root / "HAM10000_metadata.csv").write_text("\n".join([*metadata, *rows]) + "\n")
+        return data.load_dataset("ham10000", root)
+
+    assert len(load_with(repeated)) == len(metadata) - 1, "a row repeated exactly is read once"
+    with pytest.raises(
+        ValueError, match=f"more than once with different dx or lesion_id .*{first[image_id]}"
+    ):
+        load_with(",".join(relabelled))
+    with pytest.raises(ValueError, match=f"empty dx on line\\(s\\) {len(metadata) + 1}"):
+        load_with(",".join(empty))
+
+
+def test_ham10000_images_with_upper_case_suffixes_are_found(tmp_path):
+    root = data.synthetic_skin.write_synthetic_ham10000(tmp_path / "skin", n_lesions=20, seed=1)
+    for path in list((root / "HAM10000_images_part_1").glob("*.jpg")):
+        path.rename(path.with_suffix(".JPG"))
+    frame = data.load_dataset("ham10000", root)
+    assert frame.attrs["skipped"].empty and frame["path"].str.endswith(".JPG").any()
 
 
 @pytest.mark.skipif(not REAL_HAM.is_dir(), reason=f"real data not found at {REAL_HAM}")

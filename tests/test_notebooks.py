@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from medclass import book
+from medclass import book, parameters
 from tests.conftest import ROOT
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -85,7 +85,8 @@ def test_skeleton(notebook):
     assert 'if "google.colab" in sys.modules' in code[0].source, "first code cell installs on Colab only"
     assert code[1].source.rstrip().endswith("print_versions()"), "imports end with the printed versions"
     assert "parameters" in code[2].metadata.get("tags", [])
-    assert code[3].source.startswith("seed_everything(seed)")
+    assert code[3].source.startswith("parameters.check(globals())"), "parameters checked before any work"
+    assert code[4].source.startswith("seed_everything(seed)")
     assert any(re.search(r"^## Summary", c.source, re.M) for c in cells if c.cell_type == "markdown")
     for cell in code:
         assert "\ndef " not in f"\n{cell.source}", f"{path.name} defines a function: it belongs in src/"
@@ -95,6 +96,7 @@ def test_parameters_are_literals_from_the_vocabulary(notebook):
     path, document = notebook
     values = parameters_of(document)
     assert set(values) <= VOCABULARY, f"{path.name}: unknown parameters {set(values) - VOCABULARY}"
+    assert set(values) <= set(parameters.CHECKS), "every parameter has a check in medclass.parameters"
     assert values["weights"] == "imagenet" and values["data_dir"] is None, "defaults are the real recipe"
 
 

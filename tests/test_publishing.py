@@ -179,3 +179,23 @@ def test_figures_are_kept_when_the_environment_sets_a_matplotlib_backend(tmp_pat
     outputs = [output for cell in executed.cells for output in cell.get("outputs", [])]
     assert any("image/png" in output.get("data", {}) for output in outputs), "the figure was lost"
     assert os.environ["MPLBACKEND"] == "Agg", "the caller's environment is restored"
+
+
+def test_a_kernel_that_dies_says_what_happened_and_how_to_resume(tmp_path, monkeypatch):
+    source = tmp_path / "dies.ipynb"
+    document = nbformat.v4.new_notebook()
+    document.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    document.cells = [
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import os\nos._exit(9)  # as the out-of-memory killer would"),
+    ]
+    nbformat.write(document, source)
+    target = tmp_path / "out" / "dies.ipynb"
+    target.parent.mkdir()
+    target.write_text("the previous good copy")
+    monkeypatch.setattr(book, "ROOT", tmp_path)
+    with pytest.raises(SystemExit, match="died .* Run the same command again") as error:
+        book.execute_notebook(source, target, {"x": 3})
+    assert "dies.failed.ipynb" in str(error.value)
+    assert target.read_text() == "the previous good copy"
+    assert not target.with_suffix(".partial.ipynb").exists()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from medclass import data, evaluation, pipeline, report, training
+from medclass import calibration, data, evaluation, pipeline, records, report, training
 from tests.conftest import write_image
 
 CLASS_NAMES = ["Healthy", "Tumor"]
@@ -53,6 +54,71 @@ def test_external_folders_that_cannot_be_used_say_why(saved_model, tmp_path):
         ValueError, match=r"sub-folders named after the model's classes: \['Healthy', 'Tumor'\]"
     ):
         report.load_folder(tmp_path / "empty", CLASS_NAMES)
+
+
+def copy_scans(synthetic_dir, hospital, folders: dict[str, str], n: int = 12) -> None:
+    """``n`` synthetic scans into ``hospital``, each label's under the folder ``folders`` names."""
+    frame = data.load_dataset("brain_mri", synthetic_dir).groupby("label").head(n // 2)
+    for index, row in frame.iterrows():
+        if row["label"] in folders:
+            target = hospital / folders[row["label"]] / f"scan_{index}.jpg"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(row["path"], target)
+
+
+def test_folders_that_name_no_class_are_reported_or_mapped(saved_model, synthetic_dir, tmp_path):
+    hospital = tmp_path / "hospital"
+    copy_scans(synthetic_dir, hospital, {"Healthy": "Normal", "Tumor": "Abnormal"})
+    with pytest.raises(ValueError, match="name no class: .*Abnormal.*--map"):
+        report.evaluate_folder(saved_model, hospital, tmp_path / "report")
+    copy_scans(synthetic_dir, hospital, {"Tumor": "Tumor"})
+    report.evaluate_folder(saved_model, hospital, tmp_path / "report")
+    card = (tmp_path / "report" / "model_card.md").read_text()
+    assert "**not read**" in card and "Normal" in card and "No usable images of: Healthy" in card
+    table = report.evaluate_folder(
+        saved_model, hospital, tmp_path / "mapped", mapping={"Normal": "Healthy", "Abnormal": "Tumor"}
+    )
+    assert "ROC-AUC" in table.index
+    assert "not read" not in (tmp_path / "mapped" / "model_card.md").read_text()
+    with pytest.raises(ValueError, match="'Sick' is not one of the model's classes"):
+        report.load_folder(hospital, CLASS_NAMES, {"Abnormal": "Sick"})
+
+
+def test_one_class_only_reports_its_recall_not_a_perfect_accuracy(saved_model, synthetic_dir, tmp_path):
+    hospital = tmp_path / "tumours_only"
+    copy_scans(synthetic_dir, hospital, {"Tumor": "Tumor"})
+    (hospital / "Healthy").mkdir()
+    table = report.evaluate_folder(saved_model, hospital, tmp_path / "report")
+    assert list(table.index) == ["recall of Tumor (the only class present)"]
+    predictions = pd.read_csv(tmp_path / "report" / "predictions.csv")
+    assert table.iloc[0]["value"] == pytest.approx((predictions["predicted"] == "Tumor").mean())
+
+
+def test_the_report_never_writes_into_a_model_folder(saved_model, synthetic_dir, tmp_path):
+    card = (saved_model / "model_card.md").read_text() if (saved_model / "model_card.md").exists() else None
+    with pytest.raises(ValueError, match="holds a model"):
+        report.evaluate_folder(saved_model, synthetic_dir, saved_model)
+    assert (saved_model / "model_card.md").exists() == (card is not None)
+
+
+def test_the_report_uses_the_recorded_threshold_temperature_and_tta(saved_model, synthetic_dir, tmp_path):
+    model_dir = Path(shutil.copytree(saved_model, tmp_path / "model", ignore=shutil.ignore_patterns("work")))
+    digest = records.model_digest(model_dir / "model.keras")
+    recorded = {"tta": True, "temperature": 2.0, "operating_class": "Tumor", "operating_threshold": 0.3}
+    records.write_json(model_dir / "evaluation.json", {**recorded, "model_sha256": digest})
+    report.evaluate_folder(model_dir, synthetic_dir, tmp_path / "report")
+    model, _ = training.load_model(model_dir)
+    frame = report.load_folder(synthetic_dir, CLASS_NAMES)
+    _, p = evaluation.predict_probabilities(
+        model, pipeline.make_dataset(frame, CLASS_NAMES, (48, 48), 8), tta=True
+    )
+    expected = np.where(calibration.apply_temperature(p, 2.0) >= 0.3, "Tumor", "Healthy")
+    predictions = pd.read_csv(tmp_path / "report" / "predictions.csv")
+    assert (predictions["predicted"].to_numpy() == expected).all()
+    assert (
+        "Threshold 0.3000 (the operating point chosen on validation)"
+        in (tmp_path / "report" / "model_card.md").read_text()
+    )
 
 
 def test_the_command_line_writes_the_report(saved_model, synthetic_dir, tmp_path, capsys):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medclass import serving
+from medclass import records, serving
 from tests.conftest import ROOT
 
 
@@ -106,6 +106,15 @@ def test_the_exif_orientation_is_applied():
 def test_what_is_not_a_usable_jpeg_or_png_is_refused_with_a_reason(data, message):
     with pytest.raises(serving.UnreadableImage, match=message):
         serving.read_image(data, "upload.png")
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_not_in_full():
+    buffer = io.BytesIO()
+    Image.new("RGB", (4800, 3600), (90, 20, 40)).save(buffer, "JPEG", quality=50)  # 17 megapixels
+    pixels, notes = serving.read_image(buffer.getvalue(), "large.jpg")
+    assert pixels.shape == (1800, 2400, 3), "1/2 scale: the shorter side stays above DECODE_SIDE"
+    assert any("decoded at 2400x1800 px" in note for note in notes)
+    assert tuple(pixels[900, 1200]) == pytest.approx((90, 20, 40), abs=3)
 
 
 def test_oversized_uploads_are_refused_before_decoding(monkeypatch):
@@ -208,7 +217,10 @@ def test_probabilities_use_the_evaluation_temperature_and_flip_averaging(model_d
     assert probabilities["Tumor"] == pytest.approx(raw, abs=1e-6)
     assert sum(probabilities.values()) == pytest.approx(1)
 
-    (model_dir / "evaluation.json").write_text(json.dumps({"temperature": 2.0, "tta": True}))
+    digest = records.model_digest(model_dir / "model.keras")
+    records.write_json(
+        model_dir / "evaluation.json", {"temperature": 2.0, "tta": True, "model_sha256": digest}
+    )
     calibrated = serving.load_bundle(model_dir)
     batch = serving.model_input(calibrated, pixels)
     mean = (
@@ -245,6 +257,17 @@ def test_brain_risk_uses_the_operating_threshold_chosen_on_validation():
     assert "sensitivity 0.98" in risk.red_source
     default = serving.assess_risk(bundle_of(["Healthy", "Tumor"]), {"Healthy": 0.6, "Tumor": 0.4})
     assert (default.amber, default.red, default.level) == (0.25, 0.5, "amber")
+
+
+def test_a_model_with_broken_weights_is_refused_not_shown_green(model_dir, synthetic_dir):
+    bundle = serving.load_bundle(model_dir)
+    pixels, _ = serving.read_image(tumour_scan(synthetic_dir).read_bytes())
+    for weights in bundle.model.weights:
+        weights.assign(np.full(weights.shape, np.nan, dtype=weights.dtype))
+    with pytest.raises(serving.ModelUnavailable, match="broken"):
+        serving.predict(bundle, pixels)
+    with pytest.raises(serving.ModelUnavailable, match="not a probability"):
+        serving.assess_risk(bundle_of(["Healthy", "Tumor"]), {"Healthy": float("nan"), "Tumor": float("nan")})
 
 
 def test_skin_risk_sums_the_malignant_classes():

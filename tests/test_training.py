@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medclass import data, evaluation, models, pipeline, splits, training
+from medclass import data, evaluation, models, pipeline, records, splits, training
 
 CLASS_NAMES = ["Healthy", "Tumor"]
 
@@ -53,7 +53,7 @@ def test_two_phases_write_model_history_and_sidecar(tiny_split, tmp_path):
     assert isinstance(model.optimizer, keras.optimizers.AdamW)
 
     loaded, info = training.load_model(tmp_path)
-    assert info == {"class_names": CLASS_NAMES, "mlflow_run_id": None}
+    assert info == {"class_names": CLASS_NAMES, "mlflow_run_id": None, "schema": records.SCHEMA}
     images = next(iter(val_ds))[0]
     np.testing.assert_allclose(loaded(images), result.model(images), atol=1e-5)
 
@@ -213,6 +213,49 @@ def test_a_failed_run_keeps_the_previous_model(tiny_split, tmp_path):
         )
     assert (tmp_path / "model.keras").read_bytes() == b"the good model"
     assert json.loads((tmp_path / "model.json").read_text()) == {"good": True}
+
+
+def test_a_diverging_run_raises_and_keeps_the_previous_model(tiny_split, tmp_path):
+    (tmp_path / "model.keras").write_bytes(b"the good model")
+    (tmp_path / "model.json").write_text(json.dumps({"good": True}))
+    model, base = small_model()
+    train_ds, val_ds = datasets(tiny_split)
+    recipe = training.Recipe(epochs_frozen=2, epochs_finetune=1, learning_rate=1e30)
+    with pytest.raises(training.TrainingDiverged, match="Lower the learning rate"):
+        training.train_two_phase(model, base, train_ds, val_ds, tmp_path, 2, recipe)
+    assert (tmp_path / "model.keras").read_bytes() == b"the good model"
+    assert json.loads((tmp_path / "model.json").read_text()) == {"good": True}
+    assert not (tmp_path / "history.csv").exists()
+
+
+@pytest.mark.parametrize("predecessor", [False, True], ids=["first-backup", "with-predecessor"])
+def test_a_backup_cut_short_by_a_kill_does_not_block_the_next_run(tiny_split, tmp_path, predecessor):
+    train_ds, val_ds = datasets(tiny_split)
+    recipe = training.Recipe(epochs_frozen=1, epochs_finetune=3, unfreeze_blocks=2, patience=10)
+    stop = 3 if predecessor else 2  # fine-tuning backs up after epochs 1 (and 2)
+    model, base = small_model()
+    with pytest.raises(KeyboardInterrupt):
+        training.train_two_phase(
+            model, base, train_ds, val_ds, tmp_path, 2, recipe, callbacks=[Interrupt(at_epoch=stop)]
+        )
+    latest = tmp_path / "work" / "backup-1" / "latest.weights.h5"
+    latest.write_bytes(latest.read_bytes()[:1000])  # a kill while the backup was written
+    model, base = small_model()
+    counter = EpochCounter()
+    result = training.train_two_phase(model, base, train_ds, val_ds, tmp_path, 2, recipe, callbacks=[counter])
+    # With a predecessor the epoch before the cut-short one resumes; without, the phase restarts.
+    assert counter.epochs == ([2, 3] if predecessor else [1, 2, 3])
+    assert result.history["epoch"].tolist()[-1] == 4
+
+
+def test_too_many_blocks_to_unfreeze_fail_before_training(tiny_split, tmp_path):
+    model, base = small_model()
+    train_ds, val_ds = datasets(tiny_split)
+    counter = EpochCounter()
+    recipe = training.Recipe(epochs_frozen=1, epochs_finetune=1, unfreeze_blocks=99)
+    with pytest.raises(ValueError, match="unfreeze_blocks=99: .* has 17 blocks; use 0 to 17"):
+        training.train_two_phase(model, base, train_ds, val_ds, tmp_path, 2, recipe, callbacks=[counter])
+    assert counter.epochs == [] and not (tmp_path / "work").exists()
 
 
 def test_bad_training_parameters():

@@ -284,6 +284,7 @@ def execute_notebook(source: Path, target: Path, parameters: dict, profile_name:
     notebook's metadata (``medclass``); a failure keeps any previous ``target``."""
     import nbformat
     import papermill
+    from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -311,6 +312,16 @@ def execute_notebook(source: Path, target: Path, parameters: dict, profile_name:
             f"\nNotebook {source.relative_to(ROOT)} failed in cell {error.cell_index} "
             f"(execution count {error.exec_count}): {error.ename}: {error.evalue}\n"
             f"The executed copy with the traceback is {failed}."
+        ) from None
+    except DeadKernelError:
+        failed = target.with_suffix(".failed.ipynb")
+        if partial.exists():
+            partial.replace(failed)
+        raise SystemExit(
+            f"\nThe kernel running {source.relative_to(ROOT)} died (most often: out of memory; try a "
+            f"smaller batch_size or image_size). The cells it finished are in {failed}. Run the same "
+            "command again: a training chapter resumes from its last epoch backup, and the previous "
+            f"good copy, if any, is still {target}."
         ) from None
     finally:
         if inherited_backend is not None:

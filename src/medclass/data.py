@@ -158,6 +158,8 @@ def check_image(path: Path) -> str | None:
             image.load()
             width, height = image.size
             mode, file_format = image.mode, image.format
+    except Image.DecompressionBombError as error:
+        return f"too many pixels to decode safely ({error}); downscale it"
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         return f"not a readable image ({type(error).__name__}: {error})"
     if file_format not in DECODABLE_FORMATS:
@@ -169,10 +171,28 @@ def check_image(path: Path) -> str | None:
     return None
 
 
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # a byte that is not UTF-8, kept by Python as a lone surrogate
+        return False
+    return True
+
+
+def printable_path(path: Path) -> str:
+    """``path`` as text that any file or table can hold (undecodable bytes shown as U+FFFD)."""
+    return os.fsencode(path).decode("utf-8", "replace")
+
+
 def scan_folder(folder: Path) -> tuple[list[Path], list[dict]]:
     """The usable image files directly in ``folder``, sorted, and the skipped ones with why."""
     usable, skipped = [], []
     for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        if not _utf8(path.name):
+            skipped.append(
+                {"path": printable_path(path), "reason": "the file name is not valid UTF-8; rename it"}
+            )
+            continue
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             problem = f"not an image suffix ({path.suffix})"
         else:
@@ -246,6 +266,41 @@ def load_brain_mri(root: Path, dataset: str = "brain_mri") -> pd.DataFrame:
     return frame
 
 
+def read_ham10000_metadata(path: Path) -> pd.DataFrame:
+    """``HAM10000_metadata.csv``, refused with the rows named when a split could not trust it:
+    an empty ``image_id``, ``dx`` or ``lesion_id``, an unknown ``dx``, or one image listed twice
+    with different labels or lesions. Rows repeated exactly are read once."""
+    metadata = pd.read_csv(path, dtype={"image_id": str, "lesion_id": str, "dx": str})
+    required = ["lesion_id", "image_id", "dx"]
+    missing_columns = set(required) - set(metadata.columns)
+    if missing_columns:
+        raise ValueError(f"{path} lacks the column(s) {sorted(missing_columns)}.")
+    for column in required:
+        empty = metadata.index[metadata[column].isna() | (metadata[column].str.strip() == "")]
+        if len(empty):
+            lines = ", ".join(str(index + 2) for index in empty[:5])  # header is line 1
+            raise ValueError(
+                f"{path}: empty {column} on line(s) {lines}{' ...' if len(empty) > 5 else ''}; fill them in."
+            )
+    unknown = set(metadata["dx"]) - set(HAM10000_CLASS_NAMES)
+    if unknown:
+        raise ValueError(
+            f"{path} has unknown dx value(s) {sorted(unknown)}; use {list(HAM10000_CLASS_NAMES)}."
+        )
+    metadata = metadata.drop_duplicates()
+    conflicting = metadata[metadata["image_id"].duplicated(keep=False)].sort_values("image_id")
+    if len(conflicting):
+        listed = "; ".join(
+            f"{image_id}: " + ", ".join(f"{row.dx}/{row.lesion_id}" for row in rows.itertuples())
+            for image_id, rows in list(conflicting.groupby("image_id"))[:3]
+        )
+        raise ValueError(
+            f"{path} lists {conflicting['image_id'].nunique()} image(s) more than once with different "
+            f"dx or lesion_id ({listed}). An image needs one label and one lesion; fix the metadata."
+        )
+    return metadata.reset_index(drop=True)
+
+
 def load_ham10000(root: Path) -> pd.DataFrame:
     """Read ``HAM10000_metadata.csv`` and find each ``image_id`` wherever it lies under ``root``.
 
@@ -258,17 +313,12 @@ def load_ham10000(root: Path) -> pd.DataFrame:
             f"{metadata_path} not found. data_dir must hold HAM10000_metadata.csv and the image "
             "folders (HAM10000_images_part_1/ and _part_2/), as in the Kaggle download."
         )
-    metadata = pd.read_csv(metadata_path)
-    missing_columns = {"lesion_id", "image_id", "dx"} - set(metadata.columns)
-    if missing_columns:
-        raise ValueError(f"{metadata_path} lacks the column(s) {sorted(missing_columns)}.")
-    unknown = set(metadata["dx"]) - set(HAM10000_CLASS_NAMES)
-    if unknown:
-        raise ValueError(f"{metadata_path} has unknown dx value(s) {sorted(unknown)}.")
+    metadata = read_ham10000_metadata(metadata_path)
     # The Kaggle download holds each image twice (upper- and lower-case folders): first wins.
     image_paths = {}
-    for path in sorted(root.rglob("*.jpg")):
-        image_paths.setdefault(path.stem, path)
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() in (".jpg", ".jpeg"):
+            image_paths.setdefault(path.stem, path)
     rows, skipped = [], []
     for record in metadata.itertuples(index=False):
         path = image_paths.get(record.image_id)

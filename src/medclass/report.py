@@ -8,17 +8,19 @@ Command line, for a model trained by this book and a folder with one sub-folder 
     python -m medclass.report --model outputs/brain_mri --data /path/to/other/hospital \\
         --out outputs/external/other_hospital
 
-It writes ``metrics.csv``, ``report.csv``, ``predictions.csv``, ``confusion_matrix.png``,
-``roc.png`` and ``model_card.md`` to ``--out``.
+It writes ``metrics.csv``, ``report.csv``, ``predictions.csv``, ``skipped.csv``,
+``confusion_matrix.png``, ``roc.png`` and ``model_card.md`` to ``--out``. Folders of other names
+are read as a class with ``--map FOLDER=CLASS`` (PH2: ``--map common_nevus=nv --map
+atypical_nevus=nv --map melanoma=mel``).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from medclass import data
@@ -29,14 +31,19 @@ NOT_A_DEVICE = (
 )
 
 
-def load_folder(root: str | Path, class_names: list[str]) -> pd.DataFrame:
+def load_folder(
+    root: str | Path, class_names: list[str], mapping: dict[str, str] | None = None
+) -> pd.DataFrame:
     """One row per usable image of ``root/<class>/...`` (any depth below the class folder).
 
     Class folders match ``class_names`` case-insensitively; for the brain-MRI classes,
     Kaggle's ``glioma``/``meningioma``/``pituitary``/``notumor`` folders also map to
-    Tumor/Healthy. Anything under a ``masks/`` folder (segmentations, such as the synthetic
-    phantoms carry) is not an image to classify and is left out. Unusable files are skipped and
-    listed in ``frame.attrs["skipped"]``.
+    Tumor/Healthy; ``mapping`` names more (``{"common_nevus": "nv", "melanoma": "mel"}``).
+    Anything under a ``masks/`` folder (segmentations, such as the synthetic phantoms carry) is
+    not an image to classify and is left out. Unusable files are skipped and listed in
+    ``frame.attrs["skipped"]``; folders that hold images but name no class are listed in
+    ``frame.attrs["ignored_folders"]``, classes without a usable image in
+    ``frame.attrs["empty_classes"]``.
     """
     root = Path(root)
     if not root.is_dir():
@@ -44,21 +51,39 @@ def load_folder(root: str | Path, class_names: list[str]) -> pd.DataFrame:
     by_name = {name.lower(): name for name in class_names}
     if set(class_names) == {"Healthy", "Tumor"}:
         by_name.update(data.BRAIN_FOLDER_LABELS)
-    rows, skipped = [], []
-    for folder in sorted(p for p in root.rglob("*") if p.is_dir()):
-        label = by_name.get(folder.name.lower())
-        if label is None or "masks" in folder.relative_to(root).parts:
+    for folder, label in (mapping or {}).items():
+        if label not in class_names:
+            raise ValueError(
+                f"--map {folder}={label}: {label!r} is not one of the model's classes {class_names}."
+            )
+        by_name[folder.lower()] = label
+    rows, skipped, ignored = [], [], []
+    for folder in [root, *sorted(p for p in root.rglob("*") if p.is_dir())]:
+        parts = folder.relative_to(root).parts
+        if "masks" in parts:
+            continue
+        labels = [by_name[part.lower()] for part in parts if part.lower() in by_name]
+        if not labels:  # not inside a class folder: its own images would be lost unread
+            if any(p.is_file() and p.suffix.lower() in data.IMAGE_SUFFIXES for p in folder.iterdir()):
+                ignored.append(str(folder))
             continue
         usable, unusable = data.scan_folder(folder)
         skipped += unusable
-        rows += [{"path": str(path), "label": label, "group": str(path)} for path in usable]
+        rows += [{"path": str(path), "label": labels[-1], "group": str(path)} for path in usable]
     frame = pd.DataFrame(rows, columns=["path", "label", "group"])
     if frame.empty:
         raise ValueError(
             f"No usable images in class folders under {root}. Expected sub-folders named after "
-            f"the model's classes: {class_names}."
+            f"the model's classes: {class_names}"
+            + (
+                f"; these folders name no class: {ignored} (map them with --map FOLDER=CLASS)."
+                if ignored
+                else "."
+            )
         )
     frame.attrs["skipped"] = pd.DataFrame(skipped, columns=["path", "reason"])
+    frame.attrs["ignored_folders"] = ignored
+    frame.attrs["empty_classes"] = [name for name in class_names if not (frame["label"] == name).any()]
     return frame
 
 
@@ -73,10 +98,12 @@ def record_evaluation(
     operating point's metrics are logged as ``test_<operating_name>_<metric>``. The Streamlit app
     reads the temperature and threshold from this file.
     """
-    path = Path(run_dir) / "evaluation.json"
-    partial = path.with_name("evaluation.json.partial")
-    partial.write_text(json.dumps(results, indent=2))
-    partial.replace(path)
+    from medclass import records
+
+    run_dir = Path(run_dir)
+    results = {**results, "model_sha256": records.model_digest(run_dir / "model.keras")}
+    records.check_evaluation(results, info["class_names"], "the evaluation's results")
+    path = records.write_json(run_dir / "evaluation.json", results)
     if info.get("mlflow_run_id"):
         from medclass import tracking
 
@@ -156,50 +183,104 @@ def metrics_markdown(table: pd.DataFrame) -> str:
 
 
 def evaluate_folder(
-    model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, batch_size: int = 32, seed: int = 0
+    model_dir: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    batch_size: int = 32,
+    seed: int = 0,
+    mapping: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """Evaluate the model saved in ``model_dir`` on the images of ``data_dir``; write a report.
 
-    The same metrics, intervals and figures as the evaluation chapters, at the threshold stored
-    with the model. Returns the metrics table.
+    The model's probabilities as the app gives them: with the flip averaging and temperature of
+    its ``evaluation.json`` and, for a binary model, at the operating threshold chosen there on
+    validation (0.5 without one). The same metrics, intervals and figures as the evaluation
+    chapters; with images of one class only, just that class's recall. Returns the metrics table.
     """
     import matplotlib
 
     matplotlib.use("Agg")
-    from medclass import evaluation, pipeline, training
+    from medclass import calibration, evaluation, pipeline, records, training
 
+    out = Path(out_dir)
+    if out.resolve() == Path(model_dir).resolve() or (out / "model.keras").exists():
+        raise ValueError(
+            f"--out {out} holds a model: the report would overwrite its model card. Choose another folder."
+        )
     model, info = training.load_model(model_dir)
     class_names = info["class_names"]
-    threshold = info.get("threshold") or 0.5
-    frame = load_folder(data_dir, class_names)
+    recorded = records.read_evaluation(model_dir, class_names)
+    threshold = 0.5
+    if len(class_names) == 2 and recorded.get("operating_class") == class_names[1]:
+        threshold = recorded["operating_threshold"]
+    frame = load_folder(data_dir, class_names, mapping)
     dataset = pipeline.make_dataset(frame, class_names, info["image_size"], batch_size)
-    y_true, probabilities = evaluation.predict_probabilities(model, dataset)
-    table = evaluation.headline_metrics(y_true, probabilities, threshold, seed=seed)
-    out = Path(out_dir)
+    y_true, probabilities = evaluation.predict_probabilities(model, dataset, tta=recorded.get("tta", False))
+    probabilities = calibration.apply_temperature(probabilities, recorded.get("temperature", 1.0))
+    predicted = evaluation.predicted_labels(probabilities, threshold)
+    present = sorted(set(y_true.tolist()))
+    if len(present) > 1:
+        table = evaluation.headline_metrics(y_true, probabilities, threshold, seed=seed)
+    else:  # accuracy is then one class's recall; ROC-AUC and the other class's rate do not exist
+        only = class_names[present[0]]
+        value, low, high = evaluation.bootstrap_interval(
+            lambda labels, scores: float(np.mean(evaluation.predicted_labels(scores, threshold) == labels)),
+            y_true,
+            probabilities,
+            seed=seed,
+        )
+        table = pd.DataFrame(
+            {"value": [value], "ci_low": [low], "ci_high": [high]},
+            index=pd.Index([f"recall of {only} (the only class present)"], name="metric"),
+        )
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "metrics.csv")
     evaluation.classification_report(y_true, probabilities, class_names, threshold).to_csv(out / "report.csv")
-    predicted = evaluation.predicted_labels(probabilities, threshold)
     frame.assign(predicted=[class_names[i] for i in predicted]).to_csv(out / "predictions.csv", index=False)
+    frame.attrs["skipped"].to_csv(out / "skipped.csv", index=False)
     evaluation.plot_confusion_matrix(y_true, probabilities, class_names, threshold).savefig(
         out / "confusion_matrix.png"
     )
-    if len(set(y_true)) > 1:
+    if len(present) > 1:
         evaluation.plot_roc(y_true, probabilities, class_names=class_names).savefig(out / "roc.png")
-    counts = frame["label"].value_counts().reindex(class_names, fill_value=0)
-    card = model_card(
-        info,
-        {
-            "External evaluation data": f"{len(frame)} images from `{data_dir}` "
-            f"({', '.join(f'{n} {c}' for c, n in counts.items())}); "
-            f"{len(frame.attrs['skipped'])} files skipped.",
-            "Metrics on these images": metrics_markdown(table)
-            + "\n\nIntervals: 95% bootstrap over images (this folder carries no patient or lesion ids).",
-        },
-        title=f"{info.get('backbone')} on external data",
+    (out / "model_card.md").write_text(
+        model_card(
+            info,
+            external_sections(frame, data_dir, table, threshold, recorded),
+            f"{info.get('backbone')} on external data",
+        )
     )
-    (out / "model_card.md").write_text(card)
     return table
+
+
+def external_sections(frame, data_dir, table, threshold, recorded) -> dict[str, str]:
+    """The external report's model-card sections: what was read, left out and measured."""
+    counts = frame["label"].value_counts()
+    skipped = frame.attrs["skipped"]
+    read = [
+        f"{len(frame)} images from `{data_dir}` ({', '.join(f'{n} {c}' for c, n in counts.items())}); "
+        f"{len(skipped)} files skipped (listed in `skipped.csv`)."
+    ]
+    read += [f"- skipped `{row.path}`: {row.reason}" for row in skipped.head(10).itertuples()]
+    if frame.attrs["ignored_folders"]:
+        read.append(
+            f"\nFolders with images that name no class of the model, **not read**: "
+            f"{', '.join(f'`{folder}`' for folder in frame.attrs['ignored_folders'])} "
+            "(name them with `--map FOLDER=CLASS`)."
+        )
+    if frame.attrs["empty_classes"]:
+        read.append(f"\nNo usable images of: {', '.join(frame.attrs['empty_classes'])}.")
+    how = (
+        f"Threshold {threshold:.4f}"
+        + (" (the operating point chosen on validation)" if threshold != 0.5 else "")
+        + f"; test-time flip averaging {'on' if recorded.get('tta') else 'off'}; temperature "
+        f"{recorded.get('temperature', 1.0):.3f}. Intervals: 95% bootstrap over images (this folder "
+        "carries no patient or lesion ids)."
+    )
+    return {
+        "External evaluation data": "\n".join(read),
+        "Metrics on these images": metrics_markdown(table) + "\n\n" + how,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -210,8 +291,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True, help="folder with one sub-folder per class")
     parser.add_argument("--out", required=True, help="where the report goes")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="FOLDER=CLASS",
+        help="read a folder of another name as one of the model's classes (repeatable): --map melanoma=mel",
+    )
     args = parser.parse_args(argv)
-    table = evaluate_folder(args.model, args.data, args.out, args.batch_size)
+    mapping = {}
+    for item in args.map:
+        folder, sep, label = item.partition("=")
+        if not sep or not folder or not label:
+            parser.error(f"--map {item!r}: write it as FOLDER=CLASS, e.g. --map melanoma=mel")
+        mapping[folder] = label
+    table = evaluate_folder(args.model, args.data, args.out, args.batch_size, mapping=mapping)
     print(table.round(3).to_string())
     print(f"report written to {args.out}")
 

@@ -5,9 +5,11 @@ Defined in chapter "Brain MRI: the data" (notebooks/brain_01_data.ipynb).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import platform
+from pathlib import Path
 
 
 def seed_everything(seed: int) -> None:
@@ -36,3 +38,40 @@ def print_versions() -> None:
     for name, version in library_versions().items():
         print(f"{name:>14}: {version}")
     print(f"{'keras backend':>14}: {keras.backend.backend()}")
+
+
+class FolderBusy(RuntimeError):
+    """Another process holds the lock of a folder this one needs alone."""
+
+
+@contextlib.contextmanager
+def folder_lock(lock_path: str | Path, wait: bool, what: str):
+    """Hold an exclusive lock on ``lock_path`` (an OS file lock, released when the process
+    ends, even by a crash). ``wait=False`` raises :class:`FolderBusy` at once when another
+    process holds it, naming ``what`` it protects; ``wait=True`` waits for it. Where the OS
+    has no ``fcntl`` (Windows), nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise FolderBusy(
+                f"{what} is in use by {holder}. Wait for that run to finish, or give this one another "
+                "output_dir."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {platform.node()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

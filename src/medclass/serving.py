@@ -43,6 +43,9 @@ HEADLESS_CHROMIUM_FLAGS = [
 
 MAX_UPLOAD_MB = 20  # the same cap as server.maxUploadSize in .streamlit/config.toml
 MAX_PIXELS = 40_000_000  # larger images are refused before they are decoded
+# A JPEG larger than this on its shorter side is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's
+# DCT scaling, no full-size copy in memory): the models see 160-380 px.
+DECODE_SIDE = 1024
 ACCEPTED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "MPO": "JPEG"}  # MPO: a phone camera's JPEG
 UPLOAD_TYPES = ["jpg", "jpeg", "png"]
 
@@ -162,13 +165,19 @@ def default_model_dir(output_dir: str | Path | None = None) -> Path | None:
     return exports[0] if exports else None
 
 
+def files_modified(model_dir: str | Path) -> tuple[int, ...]:
+    """When the model and its sidecars were last written (0 for a missing file): a cache keyed on
+    it loads the bundle again when any of them changes."""
+    paths = [Path(model_dir) / name for name in ("model.keras", "model.json", "evaluation.json")]
+    return tuple(path.stat().st_mtime_ns if path.exists() else 0 for path in paths)
+
+
 def load_bundle(model_dir: str | Path) -> Bundle:
     """Load the model in ``model_dir`` with Keras's ``safe_mode=True``, and its sidecars.
 
     Raises :class:`ModelUnavailable` with what to do when the folder, the model or its
     ``model.json`` is missing or unreadable.
     """
-    import json
 
     model_dir = Path(model_dir)
     how_to = (
@@ -182,11 +191,14 @@ def load_bundle(model_dir: str | Path) -> Bundle:
             f"{model_dir} has model.keras but no model.json (class names, image size): export the "
             "model with the training chapter, which writes both."
         )
+    from medclass import records
+
     try:
-        info = json.loads((model_dir / "model.json").read_text())
-        info["class_names"], info["image_size"]  # noqa: B018  (both are required)
-    except (ValueError, KeyError, TypeError) as error:
-        raise ModelUnavailable(f"{model_dir / 'model.json'} is unreadable ({error!r}). {how_to}") from None
+        info = records.read_model_info(model_dir)
+        if "image_size" not in info:
+            raise records.RecordError(f"{model_dir / 'model.json'} has no image_size. {how_to}")
+    except records.RecordError as error:
+        raise ModelUnavailable(str(error)) from None
     try:
         from medclass.training import load_model
 
@@ -202,14 +214,10 @@ def load_bundle(model_dir: str | Path) -> Bundle:
             f"{model_dir}: the model has {outputs} outputs but model.json names "
             f"{len(info['class_names'])} classes; re-export the model."
         )
-    evaluation_path = model_dir / "evaluation.json"
     try:
-        evaluation = json.loads(evaluation_path.read_text()) if evaluation_path.is_file() else {}
-    except ValueError as error:
-        raise ModelUnavailable(
-            f"{evaluation_path} is unreadable ({error}): run the evaluation chapter again, or delete "
-            "the file to serve the model with uncalibrated probabilities and default thresholds."
-        ) from None
+        evaluation = records.read_evaluation(model_dir, info["class_names"])
+    except records.RecordError as error:
+        raise ModelUnavailable(str(error)) from None
     return Bundle(model, model_dir, info, evaluation)
 
 
@@ -239,6 +247,9 @@ def read_image(data: bytes, name: str = "upload") -> tuple[np.ndarray, list[str]
             f"{MAX_PIXELS / 1e6:.0f} megapixels. Downscale it first."
         )
     notes = []
+    if image.format == "JPEG" and min(width, height) > 2 * DECODE_SIDE:
+        image.draft(image.mode, (DECODE_SIDE, DECODE_SIDE))
+        notes.append(f"decoded at {image.size[0]}x{image.size[1]} px, as large as the model needs")
     try:
         image.load()
         oriented = ImageOps.exif_transpose(image)
@@ -281,6 +292,12 @@ def predict(bundle: Bundle, pixels: np.ndarray) -> dict[str, float]:
 
     probabilities = predict_batch(bundle.model, model_input(bundle, pixels), bundle.tta)
     probabilities = as_columns(apply_temperature(probabilities, bundle.temperature))[0]
+    if not np.isfinite(probabilities).all():
+        raise ModelUnavailable(
+            f"The model in {bundle.model_dir} gives no usable probabilities ({probabilities.tolist()}): "
+            "its weights are broken, as after a training run whose loss became NaN. Retrain it (a lower "
+            "learning_rate) or choose another export."
+        )
     return dict(zip(bundle.class_names, probabilities.tolist(), strict=True))
 
 
@@ -311,6 +328,8 @@ def assess_risk(bundle: Bundle, probabilities: dict[str, float]) -> Risk:
     classes = risk_classes(bundle.class_names)
     amber, red, source = risk_thresholds(bundle)
     score = float(sum(probabilities[name] for name in classes))
+    if not np.isfinite(score):  # NaN fails every comparison, which would read as green
+        raise ModelUnavailable(f"The risk score is {score}, not a probability: no colour can be given.")
     if not classes:
         level = None
     else:

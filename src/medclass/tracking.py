@@ -51,20 +51,24 @@ class Tracker:
         run_id: str | None = None,
         experiment: str = EXPERIMENT,
     ):
+        from medclass.runtime import folder_lock
+
         self.output_dir = Path(output_dir)
-        self.client = _client(output_dir)
-        if run_id is not None:
-            self.run_id = self.client.get_run(run_id).info.run_id
-            return
-        found = self.client.get_experiment_by_name(experiment)
-        if found is None:
-            artifacts = None
-            if not os.environ.get("MLFLOW_TRACKING_URI"):
-                artifacts = (self.output_dir.resolve() / "mlartifacts").as_uri()
-            experiment_id = self.client.create_experiment(experiment, artifact_location=artifacts)
-        else:
-            experiment_id = found.experiment_id
-        self.run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
+        # Two runs starting in a fresh output_dir would both create the store's tables: one waits.
+        with folder_lock(self.output_dir / "mlflow.db.lock", wait=True, what="the MLflow store"):
+            self.client = _client(output_dir)
+            if run_id is not None:
+                self.run_id = self.client.get_run(run_id).info.run_id
+                return
+            found = self.client.get_experiment_by_name(experiment)
+            if found is None:
+                artifacts = None
+                if not os.environ.get("MLFLOW_TRACKING_URI"):
+                    artifacts = (self.output_dir.resolve() / "mlartifacts").as_uri()
+                experiment_id = self.client.create_experiment(experiment, artifact_location=artifacts)
+            else:
+                experiment_id = found.experiment_id
+            self.run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
 
     @property
     def uri(self) -> str:

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from medclass import records
 from medclass.models import unfreeze_top_blocks
 
 ARTIFACTS = ("model.keras", "history.csv", "model.json")
@@ -149,6 +150,7 @@ def _callbacks(model_checkpoint, patience: int) -> list:
     # The learning rate drops after half the patience, so that a phase gets a chance at the
     # lower rate before early stopping ends it.
     return [
+        keras.callbacks.TerminateOnNaN(),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(
             monitor="val_loss", factor=0.3, patience=max(1, patience // 2), min_lr=1e-6
@@ -230,6 +232,26 @@ def _read_history(path: Path, phase: str) -> pd.DataFrame:
     return frame
 
 
+def _holding_the_run_folder(train):
+    """Run ``train`` holding its ``run_dir``'s lock: a second run into the same folder is refused
+    at once (:class:`medclass.runtime.FolderBusy`) instead of deleting the first one's files."""
+    import functools
+    import inspect
+
+    from medclass.runtime import folder_lock
+
+    signature = inspect.signature(train)
+
+    @functools.wraps(train)
+    def locked(*args, **kwargs):
+        run_dir = Path(signature.bind(*args, **kwargs).arguments["run_dir"])
+        with folder_lock(run_dir / ".training.lock", wait=False, what=f"The run folder {run_dir}"):
+            return train(*args, **kwargs)
+
+    return locked
+
+
+@_holding_the_run_folder
 def train_two_phase(
     model: keras.Model,
     backbone: keras.Model,
@@ -253,8 +275,16 @@ def train_two_phase(
     ``tracking_dir`` (usually ``output_dir``) parameters, per-epoch metrics and the final model
     go to MLflow (see :mod:`medclass.tracking`). ``callbacks`` are added to every ``fit``.
     """
+    from medclass.models import backbone_blocks
     from medclass.tracking import Tracker
 
+    available = len(backbone_blocks(backbone)) - 1  # the stem is never unfrozen on its own
+    too_many = [phase.unfreeze_blocks for phase in recipe.phases() if phase.unfreeze_blocks > available]
+    if too_many:  # found before phase 1 trains, not after
+        raise ValueError(
+            f"unfreeze_blocks={recipe.unfreeze_blocks}: {backbone.name} has {available} blocks; "
+            f"use 0 to {available}."
+        )
     metadata = dict(metadata or {})
     run_dir, work_dir = Path(run_dir), Path(run_dir) / "work"
     state_path = work_dir / "state.json"
@@ -321,6 +351,8 @@ def train_two_phase(
                     save_weights_only=True,
                     initial_value_threshold=state["best_val_loss"],
                 )
+                backup = work_dir / f"backup-{index}"
+                _usable_backup(backup)
                 model.fit(
                     train_ds,
                     validation_data=weighted_validation(val_ds, class_weight),
@@ -329,7 +361,8 @@ def train_two_phase(
                     shuffle=False,  # tf.data shuffles
                     callbacks=[
                         *_callbacks(checkpoint, recipe.patience),
-                        keras.callbacks.BackupAndRestore(work_dir / f"backup-{index}"),
+                        # Two alternating backups: a kill while one is written leaves the other.
+                        keras.callbacks.BackupAndRestore(backup, double_checkpoint=True),
                         *extra,
                     ],
                     class_weight=class_weight,
@@ -338,6 +371,7 @@ def train_two_phase(
             if best_weights.exists():
                 _load_weights(model, best_weights)
             histories.append(_read_history(log_path, phase.name))
+            _check_converged(histories[-1], recipe)
             epoch = int(histories[-1]["epoch"].max())
             state["done"].append(phase.name)
             state["best_val_loss"] = float(pd.concat(histories)["val_loss"].min())
@@ -351,7 +385,7 @@ def train_two_phase(
     metadata["mlflow_run_id"] = tracker.run_id if tracker else None
     model.save(work_dir / "model.keras")
     history.to_csv(work_dir / "history.csv", index=False)
-    (work_dir / "model.json").write_text(json.dumps(metadata, indent=2))
+    records.write_json(work_dir / "model.json", metadata)
     for name in ARTIFACTS:
         (work_dir / name).replace(run_dir / name)
     if tracker is not None:
@@ -398,6 +432,53 @@ def _fit_head_on_features(model, num_classes, recipe, phase, features, work_dir,
     return head
 
 
+def _readable(weights: Path, metadata: Path) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(weights, "r"):
+            pass
+        json.loads(metadata.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _usable_backup(backup: Path) -> None:
+    """Make an epoch backup that a kill cut short harmless before ``BackupAndRestore`` reads it:
+    fall back to the previous backup (``double_checkpoint``) or, without one, start the phase
+    again from the best checkpoint, saying so."""
+    latest = (backup / "latest.weights.h5", backup / "training_metadata.json")
+    previous = tuple(path.with_name(path.name + ".bkp") for path in latest)
+    if not latest[0].exists() or _readable(*latest):
+        return
+    if previous[0].exists() and _readable(*previous):
+        for source, target in zip(previous, latest, strict=True):
+            shutil.copyfile(source, target)
+        print(f"{backup.name}: the last epoch's backup was cut short; resuming from the one before.")
+        return
+    shutil.rmtree(backup)
+    print(f"{backup.name}: the epoch backup was cut short and has no predecessor; the phase starts again.")
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite; nothing was exported."""
+
+
+def _check_converged(history: pd.DataFrame, recipe: Recipe) -> None:
+    """Raise before anything is exported if a loss of ``history`` is not a finite number."""
+    losses = history[[column for column in ("loss", "val_loss") if column in history]]
+    broken = ~np.isfinite(losses.to_numpy(dtype="float64")).all(axis=1)
+    if broken.any():
+        row = history[broken].iloc[0]
+        raise TrainingDiverged(
+            f"Training diverged: the loss is {row.get('loss')} (validation {row.get('val_loss')}) at "
+            f"epoch {int(row['epoch'])} of phase {row['phase']!r}. Nothing was exported; the model "
+            f"already in the run folder is untouched. Lower the learning rate (learning_rate="
+            f"{recipe.learning_rate}) and run the training again."
+        )
+
+
 def _save_state(path: Path, state: dict) -> None:
     partial = path.with_suffix(".partial")
     partial.write_text(json.dumps(state, indent=2))
@@ -416,6 +497,5 @@ def load_model(run_dir: str | Path) -> tuple[keras.Model, dict]:
     import medclass.models  # noqa: F401  (registers the custom preprocessing layer)
 
     model = keras.saving.load_model(model_path, safe_mode=True)
-    sidecar = run_dir / "model.json"
-    metadata = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+    metadata = records.read_model_info(run_dir) if (run_dir / "model.json").exists() else {}
     return model, metadata

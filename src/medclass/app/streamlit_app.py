@@ -58,8 +58,9 @@ def settings(argv: list[str]) -> argparse.Namespace:
 
 
 @st.cache_resource(show_spinner="Loading the model...")
-def cached_bundle(model_dir: str, modified: float) -> serving.Bundle:
-    """One loaded model per folder and file version (``modified``), shared by every session."""
+def cached_bundle(model_dir: str, modified: tuple[int, ...]) -> serving.Bundle:
+    """One loaded model per folder and version of its files (``modified``: the times the model
+    and its sidecars were last written), shared by every session."""
     return serving.load_bundle(model_dir)
 
 
@@ -137,8 +138,7 @@ def main() -> None:
         )
         return
     try:
-        model_file = Path(model_dir) / "model.keras"
-        bundle = cached_bundle(str(model_dir), model_file.stat().st_mtime if model_file.exists() else 0.0)
+        bundle = cached_bundle(str(model_dir), serving.files_modified(model_dir))
     except serving.ModelUnavailable as error:
         st.error(str(error))
         return
@@ -162,7 +162,11 @@ def main() -> None:
     if notes:
         st.caption(f"{upload.name}: " + "; ".join(notes) + ".")
 
-    probabilities = serving.predict(bundle, pixels)
+    try:
+        probabilities = serving.predict(bundle, pixels)
+    except serving.ModelUnavailable as error:
+        st.error(str(error))
+        return
     predicted = max(probabilities, key=probabilities.get)
     left, middle, right = st.columns([1, 1, 1.2])
     with left:

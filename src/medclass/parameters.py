@@ -1,0 +1,175 @@
+"""The notebooks' parameters, checked before any work starts.
+
+Every chapter calls :func:`check` right after its ``parameters`` cell, so that a typo in a
+profile or a ``papermill -p`` (``imbalance: focall``, ``epochs_frozen: ten``, ``batch_size: 0``,
+``learning_rate: 1e-3``, which YAML reads as text) stops the run at once with the parameter
+named and what it accepts, instead of training without class weights or failing an hour later.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+
+IMBALANCE = ("class_weight", "focal", "none")
+MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+
+
+class ParameterError(ValueError):
+    """A notebook parameter with a value the chapters cannot use."""
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def _one_of(choices):
+    def check(value):
+        if value in choices:
+            return None
+        close = difflib.get_close_matches(str(value), [str(choice) for choice in choices], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"one of {list(choices)}{hint}"
+
+    return check
+
+
+def _boolean(value):
+    return None if isinstance(value, bool) else "true or false"
+
+
+def _integer(low, optional=False):
+    def check(value):
+        if optional and value is None:
+            return None
+        if _is_int(value) and value >= low:
+            return None
+        return f"a whole number of at least {low}" + (", or None" if optional else "")
+
+    return check
+
+
+def _number(low, high=math.inf):
+    def check(value):
+        if isinstance(value, str):
+            try:
+                float(value)
+            except ValueError:
+                pass
+            else:  # PyYAML reads 1e-3 (no dot) as text
+                return f"a number, not the text {value!r}; in YAML write it with a dot: 1.0e-3, or 0.001"
+        if _is_number(value) and low < value < high:
+            return None
+        return f"a number above {low}" + (f" and below {high}" if high < math.inf else "")
+
+    return check
+
+
+def _text(optional=False):
+    def check(value):
+        if isinstance(value, str) and value or (optional and value is None):
+            return None
+        return "a path or name" + (", or None" if optional else "")
+
+    return check
+
+
+def _dataset(value):
+    from medclass.data import DATASETS
+
+    return _one_of(tuple(DATASETS))(value)
+
+
+def _backbone(value):
+    from medclass.models import BACKBONES
+
+    return _one_of(tuple(BACKBONES))(value)
+
+
+def _image_size(value):
+    if value is None or _is_int(value) and value >= 32:
+        return None
+    return "a whole number of pixels of at least 32, or None (the backbone's own size)"
+
+
+def _weights(value):
+    if value in ("imagenet", None) or isinstance(value, str) and value.endswith(".weights.h5"):
+        return None
+    return "'imagenet', None, or the path of a .weights.h5 file"
+
+
+def _augmentation(value):
+    from medclass.augment import POLICIES
+
+    if not isinstance(value, str):
+        return f"policies of {list(POLICIES)} joined by '+'"
+    for name in value.split("+"):
+        problem = _one_of(POLICIES)(name)
+        if problem:
+            return f"policies joined by '+', each {problem}"
+    return None
+
+
+def _unfreeze_blocks(value):
+    if _is_int(value) and value >= 0:
+        return None
+    if (
+        isinstance(value, list)
+        and value
+        and all(_is_int(n) and n > 0 for n in value)
+        and value == sorted(value)
+    ):
+        return None
+    return "a whole number of blocks, or a rising list of them for progressive unfreezing ([4, 8])"
+
+
+CHECKS = {
+    "dataset": _dataset,
+    "data_dir": _text(optional=True),
+    "synthetic": _boolean,
+    "image_size": _image_size,
+    "batch_size": _integer(1),
+    "backbone": _backbone,
+    "alpha": _one_of(MOBILENET_ALPHAS),
+    "weights": _weights,
+    "augmentation": _augmentation,
+    "standardise": _boolean,
+    "br35h_in_training": _boolean,
+    "balance_sources": _boolean,
+    "epochs_frozen": _integer(0),
+    "epochs_finetune": _integer(0),
+    "learning_rate": _number(0, 1),
+    "unfreeze_blocks": _unfreeze_blocks,
+    "imbalance": _one_of(IMBALANCE),
+    "cache_features": _boolean,
+    "seed": _integer(0),
+    "max_images": _integer(10, optional=True),
+    "output_dir": _text(),
+    "tta": _boolean,
+    "target_sensitivity": _number(0, 1),
+}
+
+
+def check(namespace: dict) -> None:
+    """Raise :class:`ParameterError` naming every parameter of ``namespace`` (a notebook's
+    ``globals()``, or a dict) whose value the chapters cannot use; names that are not
+    parameters are ignored."""
+    problems = []
+    for name, check_value in CHECKS.items():
+        if name in namespace:
+            expected = check_value(namespace[name])
+            if expected:
+                problems.append(f"{name}={namespace[name]!r}: expected {expected}")
+    if namespace.get("epochs_frozen") == 0 and namespace.get("epochs_finetune") == 0:
+        problems.append("epochs_frozen=0 and epochs_finetune=0: nothing to train")
+    if problems:
+        raise ParameterError(
+            "Bad parameter(s), nothing was run:\n  "
+            + "\n  ".join(problems)
+            + "\nFix them in the profile (notebooks/profiles/), the papermill -p option, or the "
+            "parameters cell."
+        )

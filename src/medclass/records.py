@@ -1,0 +1,156 @@
+"""What a run writes beside its model and reads back: ``model.json`` and ``evaluation.json``.
+
+One place for their fields, their version and their checks, so that a broken, hand-edited or
+stale file is refused with what to do, instead of changing what the app shows:
+
+- ``model.json`` (written by the training chapter): ``class_names`` (at least two distinct
+  names, in the order of the model's outputs), ``image_size`` (two positive integers), and
+  what the run was (backbone, weights, augmentation, ...).
+- ``evaluation.json`` (written by the evaluation chapter): the ``temperature`` fitted on
+  validation (a positive number), the ``operating_class`` and ``operating_threshold`` (between
+  0 and 1), ``tta``, the test metrics, and ``model_sha256``: the digest of the ``model.keras``
+  it evaluated, so that a model trained again is never served with another model's calibration.
+
+Both carry ``schema``: files of a newer schema are refused; ``model.json`` files from before
+versioning (no ``schema``) are read when their fields pass the checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+SCHEMA = 1
+
+
+class RecordError(ValueError):
+    """A ``model.json`` or ``evaluation.json`` that cannot be trusted; the message says why and
+    what to do."""
+
+
+def model_digest(model_path: str | Path) -> str:
+    """SHA-256 (first 16 hex digits) of a ``model.keras`` file."""
+    return hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:16]
+
+
+def write_json(path: str | Path, record: dict) -> Path:
+    """Write ``record`` with the current ``schema``, atomically (a failed write keeps the old file)."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps({**record, "schema": SCHEMA}, indent=2))
+    partial.replace(path)
+    return path
+
+
+def _read(path: Path, rerun: str) -> dict:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise RecordError(f"{path} is unreadable ({error}). {rerun}") from None
+    if not isinstance(record, dict):
+        raise RecordError(f"{path} holds a {type(record).__name__}, not an object of named fields. {rerun}")
+    schema = record.get("schema", SCHEMA)
+    if not isinstance(schema, int) or schema > SCHEMA:
+        raise RecordError(
+            f"{path} has schema {schema!r}; this medclass reads schema {SCHEMA} and older. Update medclass "
+            f"(pip install -U medclass), or {rerun[0].lower()}{rerun[1:]}"
+        )
+    return record
+
+
+def _known_orders() -> list[tuple[str, ...]]:
+    from medclass.data import DATASETS
+
+    return [info.class_names for info in DATASETS.values()]
+
+
+def check_model_info(info: dict, where: str | Path = "model.json") -> dict:
+    """Raise :class:`RecordError` unless ``info`` has usable ``class_names`` (and ``image_size``
+    when present); return it."""
+    rerun = "Export the model again with the training chapter."
+    names = info.get("class_names")
+    if (
+        not isinstance(names, list)
+        or len(names) < 2
+        or not all(isinstance(name, str) and name for name in names)
+        or len(set(names)) != len(names)
+    ):
+        raise RecordError(
+            f"{where}: class_names must list two or more distinct names, not {names!r}. {rerun}"
+        )
+    for order in _known_orders():
+        if set(names) == set(order) and tuple(names) != order:
+            raise RecordError(
+                f"{where}: class_names {names} are {list(order)} in another order; the model's outputs "
+                f"follow {list(order)}, so every prediction would be named wrongly. {rerun}"
+            )
+    size = info.get("image_size", [1, 1])
+    if (
+        not isinstance(size, list | tuple)
+        or len(size) != 2
+        or not all(isinstance(side, int) and not isinstance(side, bool) and side > 0 for side in size)
+    ):
+        raise RecordError(f"{where}: image_size must be two positive integers, not {size!r}. {rerun}")
+    return info
+
+
+def read_model_info(model_dir: str | Path) -> dict:
+    """The checked ``model.json`` of ``model_dir``."""
+    path = Path(model_dir) / "model.json"
+    return check_model_info(_read(path, "Export the model again with the training chapter."), path)
+
+
+def check_evaluation(evaluation: dict, class_names: list[str], where: str | Path = "evaluation.json") -> dict:
+    """Raise :class:`RecordError` unless the numbers the app uses are usable; return ``evaluation``."""
+    rerun = (
+        "Run the evaluation chapter again, or delete the file to serve the model with uncalibrated "
+        "probabilities and default thresholds."
+    )
+
+    def number(name):
+        value = evaluation.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise RecordError(f"{where}: {name} must be a number, not {value!r}. {rerun}")
+        return value
+
+    if number("temperature") <= 0:
+        raise RecordError(
+            f"{where}: temperature {evaluation['temperature']} must be positive (a negative one turns "
+            f"probabilities around). {rerun}"
+        )
+    if "operating_class" in evaluation or "operating_threshold" in evaluation:
+        if evaluation.get("operating_class") not in class_names:
+            raise RecordError(
+                f"{where}: operating_class {evaluation.get('operating_class')!r} is not one of the "
+                f"model's classes {class_names}. {rerun}"
+            )
+        if not 0 < number("operating_threshold") < 1:
+            raise RecordError(
+                f"{where}: operating_threshold {evaluation['operating_threshold']} must lie between "
+                f"0 and 1. {rerun}"
+            )
+    if not isinstance(evaluation.get("tta", False), bool):
+        raise RecordError(f"{where}: tta must be true or false, not {evaluation['tta']!r}. {rerun}")
+    return evaluation
+
+
+def read_evaluation(model_dir: str | Path, class_names: list[str]) -> dict:
+    """The checked ``evaluation.json`` of ``model_dir`` ({} when there is none), refused when it
+    was written for another ``model.keras`` than the one beside it."""
+    model_dir = Path(model_dir)
+    path = model_dir / "evaluation.json"
+    if not path.is_file():
+        return {}
+    rerun = "Run the evaluation chapter again, or delete the file to serve the model uncalibrated."
+    evaluation = check_evaluation(_read(path, rerun), class_names, path)
+    digest = evaluation.get("model_sha256")
+    if digest != model_digest(model_dir / "model.keras"):
+        said = (
+            "does not say which model.keras it evaluated (it was written before medclass recorded it)"
+            if digest is None
+            else "was written for another model.keras than the one beside it (trained again since?)"
+        )
+        raise RecordError(f"{path} {said}: its temperature and threshold may not fit. {rerun}")
+    return evaluation

@@ -1,0 +1,53 @@
+"""Notebook parameters are checked before any work starts, each mistake named with what the
+chapter accepts (issue: bad runs, bad files and bad sidecars never pass silently)."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from medclass import book, parameters
+from tests.test_notebooks import NOTEBOOKS, parameters_of
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("imbalance", "focall", "did you mean 'focal'"),
+        ("epochs_frozen", "ten", "whole number"),
+        ("epochs_frozen", 1.5, "whole number"),
+        ("epochs_finetune", -1, "at least 0"),
+        ("learning_rate", "1e-3", "in YAML write it with a dot"),
+        ("learning_rate", 0, "above 0"),
+        ("batch_size", 0, "at least 1"),
+        ("backbone", "resnet5O", "did you mean 'resnet50'"),
+        ("augmentation", "mild+sorce", "did you mean 'source'"),
+        ("dataset", "brain", "one of"),
+        ("standardise", "yes", "true or false"),
+        ("max_images", 5, "at least 10, or None"),
+        ("target_sensitivity", 98, "below 1"),
+        ("unfreeze_blocks", [8, 4], "rising list"),
+        ("weights", "imagenet21k", ".weights.h5"),
+        ("image_size", "160", "whole number of pixels"),
+    ],
+)
+def test_a_mistyped_parameter_is_named_with_what_it_accepts(name, value, message):
+    with pytest.raises(parameters.ParameterError, match=message) as error:
+        parameters.check({name: value})
+    assert f"{name}={value!r}" in str(error.value)
+
+
+def test_every_mistake_is_named_at_once_and_other_names_are_ignored():
+    with pytest.raises(parameters.ParameterError) as error:
+        parameters.check({"imbalance": "focall", "batch_size": 0, "Path": object, "frame": None})
+    assert "imbalance=" in str(error.value) and "batch_size=" in str(error.value)
+    with pytest.raises(parameters.ParameterError, match="nothing to train"):
+        parameters.check({"epochs_frozen": 0, "epochs_finetune": 0})
+
+
+@pytest.mark.parametrize("profile", ["demo", "cpu", "full"])
+def test_every_profile_gives_every_chapter_parameters_that_pass(profile):
+    settings = book.read_profile(profile)
+    for path in NOTEBOOKS:
+        defaults = parameters_of(nbformat.read(path, as_version=4))
+        parameters.check({**defaults, **book.parameters_for(settings, path.stem)})

@@ -1,0 +1,114 @@
+"""model.json and evaluation.json: broken, hand-edited or stale files are refused with what to do
+(issue: bad runs, bad files and bad sidecars never pass silently)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from medclass import records, serving
+
+GOOD_EVALUATION = {
+    "tta": True,
+    "temperature": 1.2,
+    "operating_class": "Tumor",
+    "operating_threshold": 0.3,
+    "target_sensitivity": 0.98,
+}
+
+
+@pytest.fixture
+def model_dir(saved_model, tmp_path) -> Path:
+    folder = Path(shutil.copytree(saved_model, tmp_path / "brain_mri", ignore=shutil.ignore_patterns("work")))
+    digest = records.model_digest(folder / "model.keras")
+    records.write_json(folder / "evaluation.json", {**GOOD_EVALUATION, "model_sha256": digest})
+    return folder
+
+
+def edit(path: Path, **changes) -> None:
+    record = json.loads(path.read_text())
+    record.update(changes)
+    path.write_text(json.dumps(record))
+
+
+def test_the_records_written_by_a_run_are_read_back(model_dir):
+    bundle = serving.load_bundle(model_dir)
+    assert bundle.class_names == ["Healthy", "Tumor"]
+    assert bundle.temperature == 1.2 and bundle.evaluation["schema"] == records.SCHEMA
+    assert json.loads((model_dir / "model.json").read_text())["schema"] == records.SCHEMA
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"class_names": ["Tumor", "Healthy"]}, "another order"),
+        ({"class_names": "HT"}, "two or more distinct names"),
+        ({"class_names": ["Tumor", "Tumor"]}, "two or more distinct names"),
+        ({"image_size": [160]}, "two positive integers"),
+        ({"image_size": ["160", "160"]}, "two positive integers"),
+        ({"image_size": [0, 160]}, "two positive integers"),
+        ({"schema": records.SCHEMA + 1}, "Update medclass"),
+    ],
+)
+def test_a_broken_model_json_is_refused_with_what_to_do(model_dir, changes, message):
+    edit(model_dir / "model.json", **changes)
+    with pytest.raises(serving.ModelUnavailable, match=message) as error:
+        serving.load_bundle(model_dir)
+    assert "model.json" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"temperature": -1}, "must be positive"),
+        ({"temperature": 0}, "must be positive"),
+        ({"temperature": "abc"}, "must be a number"),
+        ({"temperature": None}, "must be a number"),
+        ({"operating_threshold": 1.5}, "between 0 and 1"),
+        ({"operating_threshold": None}, "must be a number"),
+        ({"operating_class": "glioma"}, "not one of the model's classes"),
+        ({"tta": "yes"}, "true or false"),
+        ({"model_sha256": "0123456789abcdef"}, "another model.keras"),
+        ({"model_sha256": None}, "does not say which model.keras"),
+    ],
+)
+def test_a_broken_or_stale_evaluation_json_is_refused_with_what_to_do(model_dir, changes, message):
+    edit(model_dir / "evaluation.json", **changes)
+    with pytest.raises(serving.ModelUnavailable, match=message) as error:
+        serving.load_bundle(model_dir)
+    assert "evaluation.json" in str(error.value) and "evaluation chapter" in str(error.value)
+
+
+def test_an_evaluation_json_that_is_a_list_is_refused(model_dir):
+    (model_dir / "evaluation.json").write_text("[1, 2]")
+    with pytest.raises(serving.ModelUnavailable, match="holds a list"):
+        serving.load_bundle(model_dir)
+
+
+def test_a_model_trained_again_is_not_served_with_the_old_calibration(model_dir):
+    (model_dir / "model.keras").write_bytes((model_dir / "model.keras").read_bytes() + b"\0")
+    with pytest.raises(serving.ModelUnavailable, match="another model.keras"):
+        serving.load_bundle(model_dir)
+
+
+def test_an_evaluation_with_impossible_numbers_is_never_written(model_dir):
+    before = (model_dir / "evaluation.json").read_text()
+    from medclass import report
+
+    with pytest.raises(records.RecordError, match="must be positive"):
+        report.record_evaluation(
+            model_dir, model_dir.parent, {"class_names": ["Healthy", "Tumor"]},
+            {**GOOD_EVALUATION, "temperature": -1.0}, operating_name="operating",
+        )  # fmt: skip
+    assert (model_dir / "evaluation.json").read_text() == before
+
+
+def test_the_app_reloads_when_a_sidecar_changes(model_dir):
+    before = serving.files_modified(model_dir)
+    time.sleep(0.01)
+    edit(model_dir / "evaluation.json", temperature=2.0)
+    assert serving.files_modified(model_dir) != before
