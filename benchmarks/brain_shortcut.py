@@ -4,6 +4,9 @@ learned where an image came from).
 Usage:
     python benchmarks/brain_shortcut.py [--data-dir ../shared/data] [--out benchmarks/results]
         [--variants baseline standardised ...] [--max-images N]
+    python benchmarks/brain_shortcut.py --variants "<a variant>" --training-seeds 43 44
+        (a seed study: the same splits, other training seeds; brain_shortcut_seeds.csv and the
+        appendix's table book/generated/brain_shortcut_seeds.md)
 
 Reads the Brain Tumor MRI Dataset and Br35H, joins them without counting a copy twice, and
 splits them exactly as the data chapter does (brain-tumor-mri 80/10/10 by duplicate group;
@@ -66,14 +69,21 @@ from medclass.runtime import seed_everything  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASS_NAMES = ["Healthy", "Tumor"]
-# name: (standardise, augmentation, Br35H tumours in training)
+# name: (standardise, augmentation, Br35H tumours in training, those repeated to match the
+# Healthy slices of their source: splits.balance_source)
 VARIANTS = {
-    "baseline": (False, "mild", False),
-    "standardised": (True, "mild", False),
-    "standardised + source augmentation": (True, "mild+source", False),
-    "standardised + source augmentation + Br35H in training": (True, "mild+source", True),
-    "standardised + Br35H in training": (True, "mild", True),
-    "Br35H in training only": (False, "mild", True),
+    "baseline": (False, "mild", False, False),
+    "standardised": (True, "mild", False, False),
+    "standardised + source augmentation": (True, "mild+source", False, False),
+    "standardised + source augmentation + Br35H in training": (True, "mild+source", True, False),
+    "standardised + Br35H in training": (True, "mild", True, False),
+    "Br35H in training only": (False, "mild", True, False),
+    "standardised + source augmentation + Br35H in training, source-balanced": (
+        True,
+        "mild+source",
+        True,
+        True,
+    ),
 }
 
 
@@ -105,10 +115,14 @@ def manifest(frame, new_tumours, in_training: bool, seed: int) -> pd.DataFrame:
     return joined
 
 
-def train_variant(name, frame, recipe_settings, standardise, augmentation, work_dir: Path, seed: int):
+def train_variant(
+    name, frame, recipe_settings, standardise, augmentation, balanced, work_dir: Path, seed: int
+):
     size = models.image_size_for("mobilenet_v2", recipe_settings["image_size"])
     batch = recipe_settings["batch_size"]
     train = frame[frame.split == "train"]
+    if balanced:
+        train = splits.balance_source(train, "br35h", "Tumor", "Healthy", seed=seed)
     train_ds = pipeline.make_dataset(
         train,
         CLASS_NAMES,
@@ -147,7 +161,12 @@ def train_variant(name, frame, recipe_settings, standardise, augmentation, work_
         class_weight=training.balanced_class_weight(train["label"], CLASS_NAMES),
         plain_train_ds=plain_train_ds,
         batch_size=batch,
-        metadata={"variant": name, "standardise": standardise, "augmentation": augmentation},
+        metadata={
+            "variant": name,
+            "standardise": standardise,
+            "augmentation": augmentation,
+            "balance_sources": balanced,
+        },
     )
     return result.model, size
 
@@ -322,6 +341,81 @@ class ShortcutAudit:
         }
 
 
+SEEDS_CSV = "brain_shortcut_seeds.csv"
+SEED_COLUMNS = [
+    "Br35H val sensitivity",
+    "Br35H test sensitivity",
+    "test accuracy",
+    "test ROC-AUC",
+    "test specificity (op)",
+]
+
+
+def seed_study(args) -> None:
+    """Each variant of ``args.variants`` trained with each of ``args.training_seeds``; the split
+    (and so the held-out images) stays the cpu profile's. Rows of other (variant, seed) pairs
+    measured earlier are kept; the seed of the main table's run joins the summary."""
+    settings = cpu_recipe()
+    split_seed = settings["seed"]
+    frame, new_tumours = joined_frames(args.data_dir, split_seed, args.max_images)
+    out = Path(args.out) / SEEDS_CSV
+    measured = [(name, seed) for name in args.variants for seed in args.training_seeds]
+    rows = []
+    if out.exists():
+        rows = [
+            row
+            for row in csv.DictReader(out.open())
+            if (row["variant"], int(row["training seed"])) not in measured
+        ]
+    for name, seed in measured:
+        standardise, augmentation, in_training, balanced = VARIANTS[name]
+        started = time.perf_counter()
+        joined = manifest(frame, new_tumours, in_training, split_seed)
+        work = Path(args.work) / f"seed-{seed}"
+        model, size = train_variant(name, joined, settings, standardise, augmentation, balanced, work, seed)
+        row = {
+            "variant": name,
+            "training seed": seed,
+            **evaluate_variant(
+                model, joined, size, settings["batch_size"], settings["tta"], 0.98, split_seed
+            ),
+            "minutes": round((time.perf_counter() - started) / 60, 1),
+        }
+        print(row, flush=True)
+        rows.append(row)
+        write_csv(rows, out)
+    print(f"wrote {out}")
+    if args.max_images is None:
+        print(f"wrote {write_seed_table()}")
+
+
+def write_seed_table(path: Path = ROOT / "book" / "generated" / "brain_shortcut_seeds.md") -> Path:
+    """Mean, standard deviation and range over training seeds of each variant in the seed study,
+    the main table's run (seed 42) included."""
+    results = ROOT / "benchmarks" / "results"
+    main_rows = pd.read_csv(results / "brain_shortcut.csv").assign(**{"training seed": cpu_recipe()["seed"]})
+    seeds = pd.read_csv(results / SEEDS_CSV)
+    both = pd.concat([main_rows[main_rows.variant.isin(seeds.variant)], seeds], ignore_index=True)
+    lines = [
+        "| variant | training seeds | " + " | ".join(SEED_COLUMNS) + " |",
+        "|---" * (len(SEED_COLUMNS) + 2) + "|",
+    ]
+    for name, runs in both.groupby("variant", sort=False):
+        values = [runs[column] for column in SEED_COLUMNS]
+        cells = [f"{v.mean():.3f} ± {v.std(ddof=1):.3f} ({v.min():.3f}–{v.max():.3f})" for v in values]
+        seeds_used = ", ".join(str(seed) for seed in sorted(runs["training seed"]))
+        lines.append(f"| {name} | {seeds_used} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Mean ± standard deviation (lowest–highest) over training runs that differ only in the seed "
+        "(initialisation of the head, augmentation, shuffling); the splits and held-out images are the "
+        "same for every run.",
+        "",
+    ]
+    path.write_text("\n".join(lines))
+    return path
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
@@ -335,8 +429,18 @@ def main(argv=None) -> None:
         action="store_true",
         help=f"fill {COMMON_VAL!r} from the saved models, recompute the audit columns, write the table",
     )
+    parser.add_argument(
+        "--training-seeds",
+        nargs="+",
+        type=int,
+        help="a seed study: train the variants again with these seeds (same splits, same held-out "
+        "images), rows in brain_shortcut_seeds.csv; the audit columns, which no seed changes, are skipped",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out) / "brain_shortcut.csv"
+    if args.training_seeds:
+        seed_study(args)
+        return
     if args.table_only:
         print(f"wrote {write_table(list(csv.DictReader(out.open())))}")
         return
@@ -351,7 +455,7 @@ def main(argv=None) -> None:
         rows = list(csv.DictReader(out.open()))
         rescore(rows, frame, new_tumours, settings, Path(args.work))
         for row in rows:  # the audit columns again, with this code, for every row alike
-            standardise, _, in_training = VARIANTS[row["variant"]]
+            standardise, _, in_training, _ = VARIANTS[row["variant"]]
             row.update(audit.columns(manifest(frame, new_tumours, in_training, seed), standardise))
         write_csv(rows, out)
         print(f"wrote {out}" + ("" if args.max_images else f" and {write_table(rows)}"))
@@ -362,15 +466,18 @@ def main(argv=None) -> None:
     if out.exists():
         rows = [row for row in csv.DictReader(out.open()) if row["variant"] not in args.variants]
     for name in args.variants:
-        standardise, augmentation, in_training = VARIANTS[name]
+        standardise, augmentation, in_training, balanced = VARIANTS[name]
         started = time.perf_counter()
         joined = manifest(frame, new_tumours, in_training, seed)
-        model, size = train_variant(name, joined, settings, standardise, augmentation, Path(args.work), seed)
+        model, size = train_variant(
+            name, joined, settings, standardise, augmentation, balanced, Path(args.work), seed
+        )
         row = {
             "variant": name,
             "standardise": standardise,
             "augmentation": augmentation,
             "Br35H in training": in_training,
+            "Br35H source-balanced": balanced,
             "train images": int((joined.split == "train").sum()),
             **evaluate_variant(model, joined, size, settings["batch_size"], settings["tta"], 0.98, seed),
             **audit.columns(joined, standardise),

@@ -89,6 +89,27 @@ def test_split_external_holds_out_the_same_half_whatever_the_recipe(joined_synth
     assert 0.3 < held_out < 0.7
 
 
+def test_balance_source_makes_the_healthy_source_label_balanced_in_training():
+    train = pd.DataFrame(
+        {
+            "path": [f"h{i}" for i in range(10)] + [f"f{i}" for i in range(20)] + [f"b{i}" for i in range(4)],
+            "label": ["Healthy"] * 10 + ["Tumor"] * 24,
+            "source": ["brain_mri"] * 30 + ["br35h"] * 4,
+        }
+    )
+    train.attrs = {"skipped": pd.DataFrame({"path": ["bad.jpg"]}), "synthetic": True}  # as loaded
+    balanced = splits.balance_source(train, "br35h", "Tumor", "Healthy", seed=3)
+    br35h_tumours = balanced[(balanced.source == "br35h") & (balanced.label == "Tumor")]
+    assert len(br35h_tumours) == 10, "as many Br35H tumour rows as Healthy rows"
+    assert br35h_tumours["path"].value_counts().max() - br35h_tumours["path"].value_counts().min() <= 1
+    assert balanced[balanced.source != "br35h"].equals(train[train.source != "br35h"]), "others untouched"
+    assert balanced.equals(splits.balance_source(train, "br35h", "Tumor", "Healthy", seed=3))
+    assert balanced.attrs["synthetic"] and len(balanced.attrs["skipped"]) == 1
+    assert splits.balance_source(train.drop(columns="source"), "br35h", "Tumor", "Healthy") is not None
+    skin = train[train.source != "br35h"]
+    assert splits.balance_source(skin, "br35h", "Tumor", "Healthy").equals(skin), "no such source: unchanged"
+
+
 def test_the_planted_source_cue_is_found_and_shuffled_labels_find_nothing(joined_synthetic):
     _, _, frame, *_ = joined_synthetic
     properties = shortcuts.file_properties(frame)

@@ -102,6 +102,30 @@ def split_external(
     return result
 
 
+def balance_source(
+    train: pd.DataFrame, source: str, label: str, match_label: str, seed: int = 42
+) -> pd.DataFrame:
+    """Repeat the training rows of ``source`` with ``label`` until they are as many as the rows
+    with ``match_label``, so that in training that source no longer predicts the label.
+
+    Brain MRI: brain-tumor-mri's Healthy slices are Br35H's ``no/`` images, so Br35H's tumour
+    slices in training are repeated to match them (``balance_source(train, "br35h", "Tumor",
+    "Healthy")``). Whole copies first, then a reproducible sample of the rows for the remainder;
+    a frame without that source, or with enough of its rows already, is returned as it is.
+    """
+    if "source" not in train:
+        return train
+    rows = train[(train["source"] == source) & (train["label"] == label)]
+    target = int((train["label"] == match_label).sum())
+    if rows.empty or len(rows) >= target:
+        return train
+    rows = rows.copy()
+    rows.attrs = {}  # the training frame's attrs (skipped files) are counted once
+    whole, remainder = divmod(target - len(rows), len(rows))
+    extra = [rows] * whole + [rows.sample(remainder, random_state=seed)]
+    return join_frames(train, *extra)
+
+
 def join_frames(*frames: pd.DataFrame) -> pd.DataFrame:
     """Stack frames of several datasets into one (``pd.concat`` cannot compare their attrs):
     the first frame's attrs, with every frame's skipped files listed."""
