@@ -114,7 +114,7 @@ def test_links_are_derived_from_config():
     url, branch = book.repository()
     colab, install = book.expected_links(ROOT / "notebooks" / "brain_01_data.ipynb")
     assert colab.endswith(f"/blob/{branch}/notebooks/brain_01_data.ipynb")
-    assert install == f"medclass @ git+{url}@{branch}"
+    assert install == f"medclass[book] @ git+{url}@{branch}"
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert config["execute"]["execute_notebooks"] == "off"
     assert config["launch_buttons"]["colab_url"] and config["launch_buttons"]["binderhub_url"]

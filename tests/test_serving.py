@@ -315,7 +315,6 @@ def test_the_app_requirements_pin_what_the_app_imports_at_the_book_versions():
     modules = {
         "keras_cv": "keras-cv",
         "mlflow": "mlflow",
-        "seaborn": "seaborn",
         "kagglehub": "kagglehub",
         "sklearn": "scikit-learn",
         "PIL": "pillow",

@@ -65,7 +65,7 @@ def toc_notebooks(root: Path = ROOT) -> list[Path]:
 
 
 COLAB_LINK = re.compile(r"https://colab\.research\.google\.com/github/[^)\s]+?\.ipynb")
-INSTALL_SPEC = re.compile(r"medclass @ git\+[^\s\"']+")
+INSTALL_SPEC = re.compile(r"medclass(?:\[[\w,]+\])? @ git\+[^\s\"']+")
 
 
 def repository() -> tuple[str, str]:
@@ -81,7 +81,7 @@ def expected_links(notebook: Path) -> tuple[str, str]:
     relative = notebook.resolve().relative_to(ROOT).as_posix()
     return (
         f"https://colab.research.google.com/github/{owner_repo}/blob/{branch}/{relative}",
-        f"medclass @ git+{url}@{branch}",
+        f"medclass[book] @ git+{url}@{branch}",
     )
 
 
