@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install book published app test test-fast lint format links lock clean
+.PHONY: help install book published app test test-fast lint format links parameters lock clean
 
 help:
 	@echo "make book [PROFILE=demo|cpu|full] [DATA_DIR=...]  execute the notebooks, build _build/html"
@@ -21,6 +21,7 @@ help:
 	@echo "make test-fast                                    unit tests only, no notebook execution"
 	@echo "make lint                                         ruff, and notebooks free of outputs"
 	@echo "make links                                        rewrite Colab badges/install cells from _config.yml"
+	@echo "make parameters                                   write notebooks/profiles/<profile>/<chapter>.yaml (papermill -f)"
 	@echo "make lock                                         re-pin requirements.txt from requirements.in"
 
 # The virtual environment, rebuilt when the pins change.
@@ -36,6 +37,9 @@ install: $(STAMP)
 
 book: $(STAMP)
 	$(PYTHON) -m medclass.book --profile $(PROFILE) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+parameters: $(STAMP)
+	$(PYTHON) -m medclass.book --write-parameters
 
 published: $(STAMP)
 	$(PYTHON) -m medclass.book --render $(PUBLISHED)

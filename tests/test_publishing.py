@@ -199,3 +199,28 @@ def test_a_kernel_that_dies_says_what_happened_and_how_to_resume(tmp_path, monke
     assert "dies.failed.ipynb" in str(error.value)
     assert target.read_text() == "the previous good copy"
     assert not target.with_suffix(".partial.ipynb").exists()
+
+
+@pytest.mark.parametrize("profile", ["demo", "cpu", "full"])
+def test_papermill_reads_from_the_chapter_files_what_make_book_injects(profile, monkeypatch):
+    from papermill.iorw import read_yaml_file
+
+    injected = {}
+    monkeypatch.setattr(book, "write_chapter_parameters", lambda name: [])  # the committed files
+    monkeypatch.setattr(
+        book,
+        "execute_notebook",
+        lambda source, target, parameters, name: injected.update({source.stem: parameters}),
+    )
+    book.main(["--profile", profile, "--skip-html", "--no-publish"])
+    settings = book.read_profile(profile)
+    for source in book.toc_notebooks():
+        path = book.chapter_parameters_file(profile, source.stem)
+        from_file = read_yaml_file(str(path))  # what `papermill ... -f <path>` injects
+        assert from_file == injected[source.stem], f"{path} differs from what make book runs"
+        assert from_file == book.parameters_for(settings, source.stem), (
+            f"{path} is stale: run `make parameters`"
+        )
+        unknown = set(from_file) - set(book.notebook_defaults(source))
+        assert not unknown, f"papermill would warn 'Passed unknown parameter' for {unknown} in {source.name}"
+    assert {path.stem for path in (book.PROFILES_DIR / profile).glob("*.yaml")} == set(injected)

@@ -128,6 +128,37 @@ def parameters_for(profile: dict, notebook: str) -> dict:
     return {**shared, **(section if isinstance(section, dict) else {})}
 
 
+def chapter_parameters_file(profile_name: str, chapter: str) -> Path:
+    """``notebooks/profiles/<profile>/<chapter>.yaml``: the parameters of one chapter under one
+    profile, as papermill's ``-f`` reads them and as ``make book`` passes them."""
+    return PROFILES_DIR / profile_name / f"{chapter}.yaml"
+
+
+def write_chapter_parameters(profile_name: str) -> list[Path]:
+    """Write (when changed) the per-chapter parameter files of a profile from its YAML, so that
+    ``papermill ... -f notebooks/profiles/<profile>/<chapter>.yaml`` runs what ``make book`` runs."""
+    written = []
+    profile = read_profile(profile_name)
+    for source in toc_notebooks():
+        path = chapter_parameters_file(profile_name, source.stem)
+        command = f"papermill {source.relative_to(ROOT)} out.ipynb -f {path.relative_to(ROOT)}"
+        text = (
+            f"# Generated from notebooks/profiles/{profile_name}.yaml by `make parameters` (and "
+            f"`make book`);\n# edit that file, not this one. From the repository root: {command}\n"
+            + yaml.safe_dump(parameters_for(profile, source.stem), sort_keys=False)
+        )
+        if not path.exists() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            written.append(path)
+    return written
+
+
+def chapter_parameters(profile_name: str, chapter: str) -> dict:
+    """What papermill reads from :func:`chapter_parameters_file` (PyYAML's safe loader, as its ``-f``)."""
+    return yaml.safe_load(chapter_parameters_file(profile_name, chapter).read_text()) or {}
+
+
 def notebook_defaults(notebook: Path) -> dict:
     """The literal values of a notebook's ``parameters`` cell (what papermill overrides)."""
     import nbformat
@@ -442,7 +473,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--sync-links", action="store_true", help="rewrite Colab badges and install cells, then stop"
     )
+    parser.add_argument(
+        "--write-parameters",
+        action="store_true",
+        help="write notebooks/profiles/<profile>/<chapter>.yaml for every profile, then stop",
+    )
     args = parser.parse_args(argv)
+    if args.write_parameters:
+        for name in sorted(path.stem for path in PROFILES_DIR.glob("*.yaml")):
+            for path in write_chapter_parameters(name):
+                print("wrote", path.relative_to(ROOT))
+        return
     if args.sync_links:
         for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
             for problem in link_problems(notebook, fix=True):
@@ -463,8 +504,9 @@ def main(argv: list[str] | None = None) -> None:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     profile = read_profile(args.profile)
-    if args.data_dir:
-        profile["data_dir"] = str(Path(args.data_dir).resolve())
+    for path in write_chapter_parameters(args.profile):
+        print(f"updated {path.relative_to(ROOT)} from the profile", flush=True)
+    overrides = {"data_dir": str(Path(args.data_dir).resolve())} if args.data_dir else {}
     executed_dir = build_dir / "executed" / args.profile
     print(f"profile {args.profile}: {profile}", flush=True)
     started = time.perf_counter()
@@ -473,7 +515,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.only and source.stem not in args.only:
             continue
         target = executed_dir / source.name
-        execute_notebook(source, target, parameters_for(profile, source.stem), args.profile)
+        parameters = {**chapter_parameters(args.profile, source.stem), **overrides}
+        execute_notebook(source, target, parameters, args.profile)
         executed.append(target)
     print(f"executed all notebooks in {time.perf_counter() - started:.0f} s", flush=True)
     if args.profile != "demo" and not args.no_publish:  # every notebook ran: publish them together
