@@ -144,7 +144,7 @@ def test_failed_download_says_how_to_fix(monkeypatch, dataset, slug):
 
     monkeypatch.setattr(kagglehub, "dataset_download", offline)
     monkeypatch.delenv(data.DATA_DIR_VARIABLE, raising=False)
-    with pytest.raises(RuntimeError, match=f"{slug}.*data_dir"):
+    with pytest.raises(RuntimeError, match=f"{slug}.*KAGGLE_USERNAME and KAGGLE_KEY as secrets.*data_dir"):
         data.load_dataset(dataset, None)
 
 

@@ -135,6 +135,15 @@ def resolve_data_dir(dataset: str, data_dir: str | Path | None, synthetic_data: 
     return root
 
 
+KAGGLE_HELP = (
+    "A public dataset often downloads without an account; if Kaggle asks for one, give kagglehub "
+    "your API token (kaggle.com > Settings > API > Create New Token): in Colab, add KAGGLE_USERNAME "
+    "and KAGGLE_KEY as secrets (the key icon in the left bar) and allow this notebook to read them, "
+    "or run `import kagglehub; kagglehub.login()`; elsewhere, put kaggle.json in ~/.kaggle/ or set "
+    "both environment variables (https://github.com/Kaggle/kagglehub#authenticate)."
+)
+
+
 def download(info: DatasetInfo) -> Path:
     """Download a dataset with kagglehub, or explain how to provide it by hand."""
     try:
@@ -144,10 +153,8 @@ def download(info: DatasetInfo) -> Path:
     except Exception as error:  # kagglehub raises many types: network, auth, HTTP.
         raise RuntimeError(
             f"Could not download the {info.name} dataset from Kaggle ({info.kaggle_slug}): "
-            f"{type(error).__name__}: {error}. Either set up Kaggle credentials "
-            "(https://github.com/Kaggle/kagglehub#authenticate) on a machine with network "
-            f"access, or download it yourself and pass data_dir='/path/to/{info.folder}' "
-            f"(or set ${DATA_DIR_VARIABLE})."
+            f"{type(error).__name__}: {error}. {KAGGLE_HELP} Or download it yourself and pass "
+            f"data_dir='/path/to/{info.folder}' (or set ${DATA_DIR_VARIABLE})."
         ) from error
 
 
