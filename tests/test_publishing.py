@@ -108,6 +108,8 @@ def test_a_cpu_run_publishes_and_a_demo_run_does_not(tmp_path, monkeypatch):
     book.main(["--profile", "cpu", "--no-publish", *build])
     assert not (tmp_path / "published").exists()
     book.main(["--profile", "cpu", *build])
+    assert not (tmp_path / "published").exists(), "a partial run publishes only when asked to"
+    book.main(["--profile", "cpu", "--publish", *build])
     assert (tmp_path / "published" / "cpu" / "brain_01_data.ipynb").is_file()
 
 

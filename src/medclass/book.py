@@ -466,6 +466,11 @@ def main(argv: list[str] | None = None) -> None:
         help="keep a cpu/full run's notebooks out of book/published/ (the published results)",
     )
     parser.add_argument(
+        "--publish",
+        action="store_true",
+        help="with --only: publish the chapters that ran (a whole cpu/full run publishes without it)",
+    )
+    parser.add_argument(
         "--render",
         metavar="PROFILE",
         help="build the book from book/published/PROFILE into <build-dir>/published/html; execute nothing",
@@ -519,7 +524,15 @@ def main(argv: list[str] | None = None) -> None:
         execute_notebook(source, target, parameters, args.profile)
         executed.append(target)
     print(f"executed all notebooks in {time.perf_counter() - started:.0f} s", flush=True)
-    if args.profile != "demo" and not args.no_publish:  # every notebook ran: publish them together
+    partial = args.only is not None and len(executed) < len(toc_notebooks())
+    if partial and args.profile != "demo" and not args.no_publish and not args.publish:
+        print(
+            f"not publishing: --only ran {len(executed)} of {len(toc_notebooks())} chapters. Add --publish "
+            f"to replace just those in {PUBLISHED_DIR / args.profile} (each chapter keeps its own note of "
+            "the commit and run that produced it).",
+            flush=True,
+        )
+    elif args.profile != "demo" and not args.no_publish:
         print(f"published {len(executed)} chapters to {publish(executed, args.profile)}", flush=True)
         evaluated = [
             parameters_for(profile, path.stem).get("dataset")
