@@ -48,10 +48,10 @@ app: $(STAMP)
 	$(VENV)/bin/streamlit run src/medclass/app/streamlit_app.py $(if $(MODEL),-- --model $(MODEL))
 
 test: $(STAMP)
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest --durations=25
 
 test-fast: $(STAMP)
-	$(PYTHON) -m pytest -m "not slow"
+	$(PYTHON) -m pytest -m "not slow" --durations=10
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks notebooks tools
