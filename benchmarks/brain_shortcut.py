@@ -162,6 +162,8 @@ def train_variant(
         plain_train_ds=plain_train_ds,
         batch_size=batch,
         metadata={
+            "class_names": CLASS_NAMES,
+            "image_size": list(size),
             "variant": name,
             "standardise": standardise,
             "augmentation": augmentation,
@@ -386,15 +388,18 @@ def seed_study(args) -> None:
         write_csv(rows, out)
     print(f"wrote {out}")
     if args.max_images is None:
-        print(f"wrote {write_seed_table()}")
+        print(f"wrote {write_seed_table(Path(args.out))}")
 
 
-def write_seed_table(path: Path = ROOT / "book" / "generated" / "brain_shortcut_seeds.md") -> Path:
+def write_seed_table(
+    results: Path, path: Path = ROOT / "book" / "generated" / "brain_shortcut_seeds.md"
+) -> Path:
     """Mean, standard deviation and range over training seeds of each variant in the seed study,
-    the main table's run (seed 42) included."""
-    results = ROOT / "benchmarks" / "results"
-    main_rows = pd.read_csv(results / "brain_shortcut.csv").assign(**{"training seed": cpu_recipe()["seed"]})
+    the main table's run (the profile's seed) included once."""
+    split_seed = cpu_recipe()["seed"]
+    main_rows = pd.read_csv(results / "brain_shortcut.csv").assign(**{"training seed": split_seed})
     seeds = pd.read_csv(results / SEEDS_CSV)
+    seeds = seeds[seeds["training seed"] != split_seed]
     both = pd.concat([main_rows[main_rows.variant.isin(seeds.variant)], seeds], ignore_index=True)
     lines = [
         "| variant | training seeds | " + " | ".join(SEED_COLUMNS) + " |",

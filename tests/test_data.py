@@ -226,6 +226,9 @@ def test_ham10000_metadata_that_a_split_could_not_trust_is_refused(tmp_path):
         return data.load_dataset("ham10000", root)
 
     assert len(load_with(repeated)) == len(metadata) - 1, "a row repeated exactly is read once"
+    older = first.copy()
+    older[columns.index("age")] = "85.0"
+    assert len(load_with(",".join(older))) == len(metadata) - 1, "same label and lesion: read once"
     with pytest.raises(
         ValueError, match=f"more than once with different dx or lesion_id .*{first[image_id]}"
     ):

@@ -101,6 +101,7 @@ def test_publish_copies_executed_chapters_whole(tmp_path):
 
 def test_a_cpu_run_publishes_and_a_demo_run_does_not(tmp_path, monkeypatch):
     monkeypatch.setattr(book, "PUBLISHED_DIR", tmp_path / "published")
+    monkeypatch.setattr(book, "write_chapter_parameters", lambda name: [])  # leave the checkout alone
     monkeypatch.setattr(book, "execute_notebook", lambda source, target, *_: executed_copy(target, {}))
     build = ["--build-dir", str(tmp_path / "build"), "--only", "brain_01_data", "--skip-html"]
     book.main(["--profile", "demo", *build])

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -68,7 +68,8 @@ def test_a_broken_model_json_is_refused_with_what_to_do(model_dir, changes, mess
         ({"temperature": 0}, "must be positive"),
         ({"temperature": "abc"}, "must be a number"),
         ({"temperature": None}, "must be a number"),
-        ({"operating_threshold": 1.5}, "between 0 and 1"),
+        ({"operating_threshold": 1.5}, "above 0 and at most 1"),
+        ({"operating_threshold": 0}, "above 0 and at most 1"),
         ({"operating_threshold": None}, "must be a number"),
         ({"operating_class": "glioma"}, "not one of the model's classes"),
         ({"tta": "yes"}, "true or false"),
@@ -81,6 +82,11 @@ def test_a_broken_or_stale_evaluation_json_is_refused_with_what_to_do(model_dir,
     with pytest.raises(serving.ModelUnavailable, match=message) as error:
         serving.load_bundle(model_dir)
     assert "evaluation.json" in str(error.value) and "evaluation chapter" in str(error.value)
+
+
+def test_a_threshold_of_one_from_saturated_validation_scores_is_accepted(model_dir):
+    edit(model_dir / "evaluation.json", operating_threshold=1.0)
+    assert serving.load_bundle(model_dir).evaluation["operating_threshold"] == 1.0
 
 
 def test_an_evaluation_json_that_is_a_list_is_refused(model_dir):
@@ -109,6 +115,7 @@ def test_an_evaluation_with_impossible_numbers_is_never_written(model_dir):
 
 def test_the_app_reloads_when_a_sidecar_changes(model_dir):
     before = serving.files_modified(model_dir)
-    time.sleep(0.01)
-    edit(model_dir / "evaluation.json", temperature=2.0)
+    stat = (model_dir / "evaluation.json").stat()
+    edit(model_dir / "evaluation.json", temperature=2.0)  # the same size as 1.2
+    os.utime(model_dir / "evaluation.json", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     assert serving.files_modified(model_dir) != before

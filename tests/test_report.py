@@ -84,6 +84,20 @@ def test_folders_that_name_no_class_are_reported_or_mapped(saved_model, syntheti
         report.load_folder(hospital, CLASS_NAMES, {"Abnormal": "Sick"})
 
 
+def test_a_folder_name_that_is_not_utf8_is_reported_not_a_crash(saved_model, synthetic_dir, tmp_path):
+    import os
+
+    hospital = tmp_path / "hospital"
+    copy_scans(synthetic_dir, hospital, {"Healthy": "Healthy", "Tumor": "Tumor"})
+    os.makedirs(os.fsencode(hospital / "Tumor") + b"/scans\xff")
+    shutil.copy(
+        next((hospital / "Tumor").glob("*.jpg")), os.fsencode(hospital / "Tumor") + b"/scans\xff/a.jpg"
+    )
+    frame = report.load_folder(hospital, CLASS_NAMES)
+    assert any("not UTF-8" in folder for folder in frame.attrs["ignored_folders"])
+    frame.to_csv(tmp_path / "frame.csv")
+
+
 def test_one_class_only_reports_its_recall_not_a_perfect_accuracy(saved_model, synthetic_dir, tmp_path):
     hospital = tmp_path / "tumours_only"
     copy_scans(synthetic_dir, hospital, {"Tumor": "Tumor"})

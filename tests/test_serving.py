@@ -14,6 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from medclass import records, serving
@@ -69,6 +70,36 @@ def test_every_colour_mode_becomes_rgb_with_a_note(mode, fmt, note):
         assert notes == []
     else:
         assert any(note in text for text in notes), notes
+
+
+def odd_files() -> dict[str, bytes]:
+    """Files that decoders disagree on: transparency, 16 bits, a palette, an EXIF rotation, CMYK."""
+    transparent = Image.new("RGBA", (40, 30), (255, 255, 255, 0))
+    transparent.paste((200, 100, 50, 255), (5, 5, 20, 20))
+    deep = Image.fromarray((np.arange(1200, dtype="uint16").reshape(30, 40) * 50).astype("uint16"))
+    rotated = gradient(size=(40, 30))
+    exif = rotated.getexif()
+    exif[0x0112] = 6
+    return {
+        "transparent.png": encode(transparent),
+        "deep.png": encode(deep),
+        "palette.png": encode(gradient("P"), "PNG"),
+        "rotated.jpg": encode(rotated, "JPEG", exif=exif),
+        "cmyk.jpg": encode(gradient("CMYK"), "JPEG"),
+        "plain.jpg": encode(gradient(), "JPEG"),
+    }
+
+
+@pytest.mark.parametrize("name", list(odd_files()))
+def test_training_and_the_app_read_the_same_pixels_from_the_same_file(name, tmp_path):
+    from medclass.pipeline import decode_and_resize, resize_image
+
+    path = tmp_path / name
+    path.write_bytes(odd_files()[name])
+    app_pixels, _ = serving.read_image(path.read_bytes(), name)
+    size = app_pixels.shape[:2]
+    training = decode_and_resize(tf.constant(str(path)), size).numpy()
+    np.testing.assert_array_equal(training, resize_image(app_pixels, size).numpy())
 
 
 def test_transparent_pixels_are_flattened_onto_black():

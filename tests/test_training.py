@@ -258,6 +258,22 @@ def test_too_many_blocks_to_unfreeze_fail_before_training(tiny_split, tmp_path):
     assert counter.epochs == [] and not (tmp_path / "work").exists()
 
 
+def test_a_cut_short_backup_record_does_not_block_the_next_run(tiny_split, tmp_path):
+    """Keras reads the epoch record (training_metadata.json) without catching a broken one."""
+    train_ds, val_ds = datasets(tiny_split)
+    recipe = training.Recipe(epochs_frozen=1, epochs_finetune=3, unfreeze_blocks=2, patience=10)
+    model, base = small_model()
+    with pytest.raises(KeyboardInterrupt):
+        training.train_two_phase(
+            model, base, train_ds, val_ds, tmp_path, 2, recipe, callbacks=[Interrupt(at_epoch=3)]
+        )
+    (tmp_path / "work" / "backup-1" / "training_metadata.json").write_text('{"epoch": ')
+    model, base = small_model()
+    counter = EpochCounter()
+    training.train_two_phase(model, base, train_ds, val_ds, tmp_path, 2, recipe, callbacks=[counter])
+    assert counter.epochs == [2, 3], "resumed from the backup before the broken one"
+
+
 def test_bad_training_parameters():
     with pytest.raises(ValueError, match="nothing to train"):
         training.Recipe(epochs_frozen=0, epochs_finetune=0)

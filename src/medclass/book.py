@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from medclass import records
+
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES_DIR = ROOT / "notebooks" / "profiles"
 PUBLISHED_DIR = ROOT / "book" / "published"
@@ -346,13 +348,15 @@ def execute_notebook(source: Path, target: Path, parameters: dict, profile_name:
         ) from None
     except DeadKernelError:
         failed = target.with_suffix(".failed.ipynb")
+        finished = ""
         if partial.exists():
             partial.replace(failed)
+            finished = f" The cells it finished are in {failed}."
         raise SystemExit(
             f"\nThe kernel running {source.relative_to(ROOT)} died (most often: out of memory; try a "
-            f"smaller batch_size or image_size). The cells it finished are in {failed}. Run the same "
-            "command again: a training chapter resumes from its last epoch backup, and the previous "
-            f"good copy, if any, is still {target}."
+            f"smaller batch_size or image_size).{finished} Run the same command again: a training "
+            "chapter resumes from its last epoch backup, and the previous good copy, if any, is still "
+            f"{target}."
         ) from None
     finally:
         if inherited_backend is not None:
@@ -421,6 +425,11 @@ def publish_models(
         if not all((source / name).is_file() for name in MODEL_FILES):
             print(f"not publishing the {dataset} model: {source} lacks one of {MODEL_FILES}")
             continue
+        try:  # an evaluation.json written for another model.keras is never published with it
+            records.read_evaluation(source, records.read_model_info(source)["class_names"])
+        except records.RecordError as error:
+            print(f"not publishing the {dataset} model: {error}")
+            continue
         target = (published_dir or PUBLISHED_DIR) / profile_name / "models" / dataset
         target.mkdir(parents=True, exist_ok=True)
         for name in MODEL_FILES:
@@ -468,7 +477,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--publish",
         action="store_true",
-        help="with --only: publish the chapters that ran (a whole cpu/full run publishes without it)",
+        help="with --only: publish the chapters that ran (a whole cpu/full run publishes without it); "
+        "a model is published only with its evaluation chapter",
     )
     parser.add_argument(
         "--render",

@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from medclass import synthetic, synthetic_skin
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
-# What tf.io.decode_image reads, whatever the file is named.
+# What medclass.images decodes for training and the app, whatever the file is named.
 DECODABLE_FORMATS = {"JPEG", "PNG", "BMP", "GIF"}
 DATA_DIR_VARIABLE = "MEDCLASS_DATA_DIR"
 # Smaller than this on either side, an image carries too little to classify.
@@ -178,7 +178,7 @@ def check_image(path: Path) -> str | None:
     return None
 
 
-def _utf8(name: str) -> bool:
+def utf8_name(name: str) -> bool:
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:  # a byte that is not UTF-8, kept by Python as a lone surrogate
@@ -195,7 +195,7 @@ def scan_folder(folder: Path) -> tuple[list[Path], list[dict]]:
     """The usable image files directly in ``folder``, sorted, and the skipped ones with why."""
     usable, skipped = [], []
     for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-        if not _utf8(path.name):
+        if not utf8_name(str(path)):  # in the file's name or a folder above it
             skipped.append(
                 {"path": printable_path(path), "reason": "the file name is not valid UTF-8; rename it"}
             )
@@ -294,8 +294,8 @@ def read_ham10000_metadata(path: Path) -> pd.DataFrame:
         raise ValueError(
             f"{path} has unknown dx value(s) {sorted(unknown)}; use {list(HAM10000_CLASS_NAMES)}."
         )
-    metadata = metadata.drop_duplicates()
-    conflicting = metadata[metadata["image_id"].duplicated(keep=False)].sort_values("image_id")
+    labels = metadata.drop_duplicates(["image_id", "dx", "lesion_id"])
+    conflicting = labels[labels["image_id"].duplicated(keep=False)].sort_values("image_id")
     if len(conflicting):
         listed = "; ".join(
             f"{image_id}: " + ", ".join(f"{row.dx}/{row.lesion_id}" for row in rows.itertuples())
@@ -305,7 +305,7 @@ def read_ham10000_metadata(path: Path) -> pd.DataFrame:
             f"{path} lists {conflicting['image_id'].nunique()} image(s) more than once with different "
             f"dx or lesion_id ({listed}). An image needs one label and one lesion; fix the metadata."
         )
-    return metadata.reset_index(drop=True)
+    return metadata.drop_duplicates("image_id").reset_index(drop=True)
 
 
 def load_ham10000(root: Path) -> pd.DataFrame:

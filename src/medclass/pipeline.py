@@ -46,8 +46,11 @@ def resize_image(image, image_size: Sequence[int]) -> tf.Tensor:
 
 
 def decode_and_resize(path: tf.Tensor, image_size: Sequence[int]) -> tf.Tensor:
-    """Read one file (JPEG, PNG, BMP or GIF, whatever its name) as an RGB uint8 image."""
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    """Read one file (JPEG, PNG, BMP or GIF, whatever its name) as RGB uint8 pixels with
+    :func:`medclass.images.read_rgb`, the decoder the app uses too, and resize it."""
+    from medclass.images import read_rgb
+
+    image = tf.numpy_function(read_rgb, [path], tf.uint8, stateful=False)
     image.set_shape([None, None, 3])
     return resize_image(image, image_size)
 

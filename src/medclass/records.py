@@ -55,7 +55,8 @@ def _read(path: Path, rerun: str) -> dict:
     if not isinstance(schema, int) or schema > SCHEMA:
         raise RecordError(
             f"{path} has schema {schema!r}; this medclass reads schema {SCHEMA} and older. Update medclass "
-            f"(pip install -U medclass), or {rerun[0].lower()}{rerun[1:]}"
+            f"(git pull in its checkout, or pip install the newer version you trained with), or "
+            f"{rerun[0].lower()}{rerun[1:]}"
         )
     return record
 
@@ -126,10 +127,10 @@ def check_evaluation(evaluation: dict, class_names: list[str], where: str | Path
                 f"{where}: operating_class {evaluation.get('operating_class')!r} is not one of the "
                 f"model's classes {class_names}. {rerun}"
             )
-        if not 0 < number("operating_threshold") < 1:
+        if not 0 < number("operating_threshold") <= 1:  # 1: validation scores saturated
             raise RecordError(
-                f"{where}: operating_threshold {evaluation['operating_threshold']} must lie between "
-                f"0 and 1. {rerun}"
+                f"{where}: operating_threshold {evaluation['operating_threshold']} must lie above 0 "
+                f"and at most 1. {rerun}"
             )
     if not isinstance(evaluation.get("tta", False), bool):
         raise RecordError(f"{where}: tta must be true or false, not {evaluation['tta']!r}. {rerun}")

@@ -59,6 +59,9 @@ def load_folder(
         by_name[folder.lower()] = label
     rows, skipped, ignored = [], [], []
     for folder in [root, *sorted(p for p in root.rglob("*") if p.is_dir())]:
+        if not data.utf8_name(str(folder)):  # pandas cannot hold the name: report it, read nothing
+            ignored.append(data.printable_path(folder) + " (a name that is not UTF-8; rename it)")
+            continue
         parts = folder.relative_to(root).parts
         if "masks" in parts:
             continue
@@ -243,9 +246,10 @@ def evaluate_folder(
     )
     if len(present) > 1:
         evaluation.plot_roc(y_true, probabilities, class_names=class_names).savefig(out / "roc.png")
+    card_info = {**info, "threshold": threshold if len(class_names) == 2 else "the most probable class"}
     (out / "model_card.md").write_text(
         model_card(
-            info,
+            card_info,
             external_sections(frame, data_dir, table, threshold, recorded),
             f"{info.get('backbone')} on external data",
         )

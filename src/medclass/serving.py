@@ -43,8 +43,8 @@ HEADLESS_CHROMIUM_FLAGS = [
 
 MAX_UPLOAD_MB = 20  # the same cap as server.maxUploadSize in .streamlit/config.toml
 MAX_PIXELS = 40_000_000  # larger images are refused before they are decoded
-# A JPEG larger than this on its shorter side is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's
-# DCT scaling, no full-size copy in memory): the models see 160-380 px.
+# A JPEG more than twice this on its shorter side is decoded at 1/2, 1/4 or 1/8 scale, to no
+# less than this (libjpeg's DCT scaling, no full-size copy in memory): the models see 160-380 px.
 DECODE_SIDE = 1024
 ACCEPTED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "MPO": "JPEG"}  # MPO: a phone camera's JPEG
 UPLOAD_TYPES = ["jpg", "jpeg", "png"]
@@ -166,10 +166,15 @@ def default_model_dir(output_dir: str | Path | None = None) -> Path | None:
 
 
 def files_modified(model_dir: str | Path) -> tuple[int, ...]:
-    """When the model and its sidecars were last written (0 for a missing file): a cache keyed on
-    it loads the bundle again when any of them changes."""
+    """When, how large and which file the model and its sidecars are (zeros for a missing file):
+    a cache keyed on it loads the bundle again when any of them is rewritten or replaced."""
     paths = [Path(model_dir) / name for name in ("model.keras", "model.json", "evaluation.json")]
-    return tuple(path.stat().st_mtime_ns if path.exists() else 0 for path in paths)
+    stats = [path.stat() if path.exists() else None for path in paths]
+    return tuple(
+        value
+        for stat in stats
+        for value in ((stat.st_mtime_ns, stat.st_size, stat.st_ino) if stat else (0, 0, 0))
+    )
 
 
 def load_bundle(model_dir: str | Path) -> Bundle:
@@ -224,16 +229,22 @@ def load_bundle(model_dir: str | Path) -> Bundle:
 def read_image(data: bytes, name: str = "upload") -> tuple[np.ndarray, list[str]]:
     """Decode an uploaded JPEG or PNG in memory into RGB uint8 pixels, and notes on what was done.
 
-    Grayscale, 16-bit, palette and CMYK images are converted to RGB; transparency is flattened
-    onto black (the background of MRI and of most dermatoscopy borders); the EXIF orientation is
-    applied. Anything else, too large, or broken raises :class:`UnreadableImage`.
+    The pixels are those the training pipeline reads from the same file
+    (:func:`medclass.images.to_rgb`: grayscale, 16-bit, palette and CMYK images become RGB,
+    transparency is flattened onto black, the EXIF orientation is applied), except that a very
+    large JPEG is decoded at a reduced scale. Anything else, too large, or broken raises
+    :class:`UnreadableImage`.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
+
+    from medclass.images import to_rgb
 
     if len(data) > MAX_UPLOAD_MB * 2**20:
         raise UnreadableImage(f"{name} is {len(data) / 2**20:.0f} MB; the limit is {MAX_UPLOAD_MB} MB.")
     try:
         image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise UnreadableImage(f"{name} has too many pixels to decode safely; downscale it first.") from None
     except (UnidentifiedImageError, OSError):  # not an image at all
         raise UnreadableImage(
             f"{name} is not an image that can be read: upload a JPEG or PNG file."
@@ -247,34 +258,15 @@ def read_image(data: bytes, name: str = "upload") -> tuple[np.ndarray, list[str]
             f"{MAX_PIXELS / 1e6:.0f} megapixels. Downscale it first."
         )
     notes = []
-    if image.format == "JPEG" and min(width, height) > 2 * DECODE_SIDE:
+    if image.format in ("JPEG", "MPO") and min(width, height) > 2 * DECODE_SIDE:  # MPO: phone JPEGs
         image.draft(image.mode, (DECODE_SIDE, DECODE_SIDE))
         notes.append(f"decoded at {image.size[0]}x{image.size[1]} px, as large as the model needs")
     try:
         image.load()
-        oriented = ImageOps.exif_transpose(image)
+        pixels, conversions = to_rgb(image)
     except (OSError, ValueError, SyntaxError) as error:  # truncated or corrupt data
         raise UnreadableImage(f"{name} is damaged and cannot be decoded ({error}).") from None
-    if oriented.size != image.size:
-        notes.append("rotated as its EXIF orientation says")
-    image = oriented
-    if image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        notes.append("palette colours expanded to RGB")
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        pixels = np.asarray(image, dtype="float64")
-        pixels = pixels / max(pixels.max(), 1) * 255
-        image = Image.fromarray(pixels.round().astype("uint8"), "L")
-        notes.append("scaled from more than 8 bits per pixel")
-    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
-        background = Image.new("RGBA", image.size, (0, 0, 0, 255))
-        image = Image.alpha_composite(background, image.convert("RGBA"))
-        notes.append("transparency flattened onto black")
-    if image.mode in ("L", "1"):
-        notes.append("grayscale copied to three channels")
-    elif image.mode not in ("RGB", "RGBA"):
-        notes.append(f"converted from {image.mode} to RGB")
-    return np.asarray(image.convert("RGB"), dtype="uint8"), notes
+    return pixels, notes + conversions
 
 
 def model_input(bundle: Bundle, pixels: np.ndarray) -> np.ndarray:

@@ -278,14 +278,16 @@ def train_two_phase(
     from medclass.models import backbone_blocks
     from medclass.tracking import Tracker
 
-    available = len(backbone_blocks(backbone)) - 1  # the stem is never unfrozen on its own
-    too_many = [phase.unfreeze_blocks for phase in recipe.phases() if phase.unfreeze_blocks > available]
-    if too_many:  # found before phase 1 trains, not after
+    wanted = max(phase.unfreeze_blocks for phase in recipe.phases())
+    available = len(backbone_blocks(backbone)) - 1 if wanted else 0  # the stem is not a block
+    if wanted > available:  # found before phase 1 trains, not after
         raise ValueError(
             f"unfreeze_blocks={recipe.unfreeze_blocks}: {backbone.name} has {available} blocks; "
             f"use 0 to {available}."
         )
     metadata = dict(metadata or {})
+    if "class_names" in metadata:  # the model.json this run will write must be readable
+        records.check_model_info(metadata, "metadata")
     run_dir, work_dir = Path(run_dir), Path(run_dir) / "work"
     state_path = work_dir / "state.json"
     fingerprint = _fingerprint(model, num_classes, recipe, metadata)

@@ -1,0 +1,58 @@
+"""One image decoder for training, evaluation, the external report and the demo app.
+
+Whatever reads an image file turns it into the same RGB ``uint8`` pixels: the input pipeline
+(:func:`medclass.pipeline.decode_and_resize`, which every chapter, Grad-CAM figure and
+``medclass.report`` goes through) and the app's uploads (:func:`medclass.serving.read_image`,
+which adds its size limits). A file that training saw one way is never shown to the model
+another way.
+
+Defined in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image, ImageOps
+
+
+def to_rgb(image: Image.Image) -> tuple[np.ndarray, list[str]]:
+    """The pixels of an opened Pillow image as RGB ``uint8``, and notes on what was converted.
+
+    The EXIF orientation is applied; palette images are expanded; images of more than 8 bits per
+    pixel are scaled to 0-255 by their maximum; transparency is flattened onto black (the
+    background of MRI and of most dermatoscopy borders); grayscale is copied to three channels;
+    CMYK and other modes are converted.
+    """
+    notes = []
+    if image.getexif().get(0x0112, 1) != 1:  # the EXIF Orientation tag
+        notes.append("rotated as its EXIF orientation says")
+    image = ImageOps.exif_transpose(image)
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        notes.append("palette colours expanded to RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        pixels = np.asarray(image, dtype="float64")
+        pixels = pixels / max(pixels.max(), 1) * 255
+        image = Image.fromarray(pixels.round().astype("uint8"), "L")
+        notes.append("scaled from more than 8 bits per pixel")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        background = Image.new("RGBA", image.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+        notes.append("transparency flattened onto black")
+    if image.mode in ("L", "1"):
+        notes.append("grayscale copied to three channels")
+    elif image.mode not in ("RGB", "RGBA"):
+        notes.append(f"converted from {image.mode} to RGB")
+    return np.asarray(image.convert("RGB"), dtype="uint8"), notes
+
+
+def read_rgb(path) -> np.ndarray:
+    """The file at ``path`` (a path, or the bytes of one in a NumPy scalar, as
+    ``tf.numpy_function`` passes it) as RGB ``uint8`` pixels, by :func:`to_rgb`."""
+    if isinstance(path, np.ndarray):
+        path = path.item()
+    with Image.open(os.fsdecode(path)) as image:
+        image.load()
+        return to_rgb(image)[0]
