@@ -229,30 +229,6 @@ def plot_history(history: pd.DataFrame, title=""):
     return figure
 
 
-def plot_predictions(frame: pd.DataFrame, probabilities, class_names, threshold=0.5, n=8, seed=0):
-    """Random test images titled with true label and predicted probability; errors in red."""
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    picks = rng.choice(len(frame), size=min(n, len(frame)), replace=False)
-    columns = min(4, len(picks))
-    rows = int(np.ceil(len(picks) / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.2 * rows), squeeze=False)
-    for axis in axes.flat:
-        axis.axis("off")
-    predicted = predicted_labels(probabilities, threshold)
-    for axis, index in zip(axes.flat, picks, strict=False):
-        row = frame.iloc[index]
-        with Image.open(row["path"]) as image:
-            axis.imshow(image.convert("RGB"))
-        score = probabilities[index]
-        shown = f"P({class_names[-1]})={score:.2f}" if np.ndim(score) == 0 else f"P={score.max():.2f}"
-        correct = class_names[predicted[index]] == row["label"]
-        axis.set_title(f"true {row['label']}\n{shown}", color="black" if correct else "red", fontsize=9)
-    figure.tight_layout()
-    return figure
-
-
 def plot_precision_recall(y_true, probabilities, class_names, title=""):
     """Precision-recall curves (binary: for the positive class; else one per class), with AP."""
     figure, axis = plt.subplots(figsize=(5.2, 4.6))
@@ -292,8 +268,9 @@ def confident_errors(
 
 
 def plot_gallery(errors: pd.DataFrame, score_name: str, title: str = ""):
-    """The images of :func:`confident_errors`, titled with their true label and score."""
-    from PIL import Image
+    """The images of :func:`confident_errors` as the model read them (:mod:`medclass.images`),
+    titled with their true label and score."""
+    from medclass.images import read_rgb
 
     columns = max(1, min(6, len(errors)))
     figure, axes = plt.subplots(1, columns, figsize=(2.4 * columns, 3.0), squeeze=False, layout="constrained")
@@ -302,8 +279,7 @@ def plot_gallery(errors: pd.DataFrame, score_name: str, title: str = ""):
     if errors.empty:
         axes[0, 0].text(0.5, 0.5, "none", ha="center", va="center")
     for axis, (_, row) in zip(axes.flat, errors.iterrows(), strict=False):
-        with Image.open(row["path"]) as image:
-            axis.imshow(image.convert("RGB"))
+        axis.imshow(read_rgb(row["path"]))
         axis.set_title(f"true {row['label']}\n{score_name}={row['score']:.3f}", fontsize=8, color="red")
     figure.suptitle(title)
     return figure

@@ -70,10 +70,6 @@ class Tracker:
                 experiment_id = found.experiment_id
             self.run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
 
-    @property
-    def uri(self) -> str:
-        return tracking_uri(self.output_dir)
-
     def log_params(self, params: dict) -> None:
         """Log parameters; values become strings (MLflow's rule), None becomes "None"."""
         from mlflow.entities import Param
