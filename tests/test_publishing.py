@@ -45,17 +45,25 @@ def test_provenance_records_profile_settings_data_machine_and_time():
 
 
 def test_publish_models_copies_complete_exports_and_skips_the_rest(tmp_path):
+    from medclass import records
+
     outputs = tmp_path / "outputs"
-    for dataset in ("brain_mri", "ham10000"):
-        (outputs / dataset).mkdir(parents=True)
-        for name in book.MODEL_FILES:
-            (outputs / dataset / name).write_text(f"{dataset} {name}")
+    for dataset in ("brain_mri", "ham10000", "stale"):
+        folder = outputs / dataset
+        folder.mkdir(parents=True)
+        (folder / "model.keras").write_text(f"{dataset} model.keras")
+        (folder / "model_card.md").write_text(f"{dataset} card")
+        records.write_json(folder / "model.json", {"class_names": ["Healthy", "Tumor"], "image_size": [8, 8]})
+        digest = records.model_digest(folder / "model.keras")
+        records.write_json(folder / "evaluation.json", {"temperature": 1.0, "model_sha256": digest})
     (outputs / "ham10000" / "evaluation.json").unlink()  # an export the evaluation never finished
+    (outputs / "stale" / "model.keras").write_text("trained again, not evaluated")
     published = tmp_path / "published"
-    copied = book.publish_models(outputs, ["brain_mri", "ham10000"], "cpu", published)
+    copied = book.publish_models(outputs, ["brain_mri", "ham10000", "stale"], "cpu", published)
     assert copied == [published / "cpu" / "models" / "brain_mri"]
     assert (copied[0] / "model.keras").read_text() == "brain_mri model.keras"
     assert not (published / "cpu" / "models" / "ham10000").exists()
+    assert not (published / "cpu" / "models" / "stale").exists(), "never beside another model's evaluation"
     assert not list(published.rglob("*.partial"))
 
 
