@@ -303,3 +303,22 @@ def plot_standardisation(frame: pd.DataFrame, per_source: int = 4, seed: int = 0
     axes[1, 0].set_ylabel("standardised")
     figure.tight_layout()
     return figure
+
+
+EXTERNAL_VAL = "Br35H val sensitivity"
+SHARED_VAL_AUC = "val ROC-AUC (brain-tumor-mri)"
+
+
+def chosen_recipe(results: pd.DataFrame, seed_runs: pd.DataFrame | None = None, min_auc: float = 0.99) -> str:
+    """The rule that picks the brain chapter's recipe from ``benchmarks/brain_shortcut.py``'s
+    results: the highest sensitivity on Br35H's ``external_val`` quarter among the variants whose
+    validation ROC-AUC on the brain-tumor-mri images reaches ``min_auc`` (all of them if none
+    does). Each variant counts with the mean over its training runs: its row of ``results`` and
+    its rows of ``seed_runs`` (the seed study), when there are any. The test columns play no part.
+    """
+    runs = results.reset_index()[["variant", EXTERNAL_VAL, SHARED_VAL_AUC]]
+    if seed_runs is not None and len(seed_runs):
+        runs = pd.concat([runs, seed_runs[["variant", EXTERNAL_VAL, SHARED_VAL_AUC]]], ignore_index=True)
+    means = runs.groupby("variant", sort=False).mean()
+    eligible = means[means[SHARED_VAL_AUC] >= min_auc]
+    return str((eligible if len(eligible) else means)[EXTERNAL_VAL].idxmax())
