@@ -84,3 +84,12 @@ def saved_model(synthetic_dir, tmp_path_factory) -> Path:
     recipe = training.Recipe(epochs_frozen=1, epochs_finetune=0)
     training.train_two_phase(model, base, train, val, run_dir, 2, recipe, metadata=metadata)
     return run_dir
+
+
+def write_evaluation(model_dir: Path, record: dict) -> Path:
+    """``evaluation.json`` beside the model in ``model_dir``, naming that model as the evaluation
+    chapter's record does."""
+    from medclass import records
+
+    digest = records.model_digest(Path(model_dir) / "model.keras")
+    return records.write_json(Path(model_dir) / "evaluation.json", {**record, "model_sha256": digest})

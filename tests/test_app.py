@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from medclass import records, serving
-from tests.conftest import ROOT
+from medclass import serving
+from tests.conftest import ROOT, write_evaluation
 
 APP = ROOT / "src" / "medclass" / "app" / "streamlit_app.py"
 EVALUATION = {
@@ -31,8 +31,7 @@ EVALUATION = {
 def model_dir(saved_model, tmp_path) -> Path:
     """The session's small brain model with an evaluation record beside it."""
     folder = Path(shutil.copytree(saved_model, tmp_path / "brain_mri", ignore=shutil.ignore_patterns("work")))
-    digest = records.model_digest(folder / "model.keras")
-    records.write_json(folder / "evaluation.json", {**EVALUATION, "model_sha256": digest})
+    write_evaluation(folder, EVALUATION)
     return folder
 
 

@@ -171,18 +171,25 @@ def test_the_commit_hooks_leave_published_outputs_alone():
     assert not re.match(hooks["exclude"], "notebooks/brain_02_training.ipynb")
 
 
-def test_figures_are_kept_when_the_environment_sets_a_matplotlib_backend(tmp_path, monkeypatch):
-    """`import streamlit` (and many headless setups) set MPLBACKEND=Agg, which the kernel would
-    inherit: plt.show() would then draw nothing and the book would lose every figure."""
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    source = tmp_path / "figure.ipynb"
+def tiny_notebook(path, code: str):
+    """A notebook of a ``parameters`` cell (``x = 1``) and one cell of ``code``, written to ``path``."""
     document = nbformat.v4.new_notebook()
     document.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
     document.cells = [
         nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nplt.plot([0, 1], [x, 2])\nplt.show()"),
+        nbformat.v4.new_code_cell(code),
     ]
-    nbformat.write(document, source)
+    nbformat.write(document, path)
+    return path
+
+
+def test_figures_are_kept_when_the_environment_sets_a_matplotlib_backend(tmp_path, monkeypatch):
+    """`import streamlit` (and many headless setups) set MPLBACKEND=Agg, which the kernel would
+    inherit: plt.show() would then draw nothing and the book would lose every figure."""
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    source = tiny_notebook(
+        tmp_path / "figure.ipynb", "import matplotlib.pyplot as plt\nplt.plot([0, 1], [x, 2])\nplt.show()"
+    )
     monkeypatch.setattr(book, "ROOT", tmp_path)
     monkeypatch.setattr(book, "_commit", lambda: "test")
     book.execute_notebook(source, tmp_path / "out" / "figure.ipynb", {"x": 3})
@@ -193,14 +200,9 @@ def test_figures_are_kept_when_the_environment_sets_a_matplotlib_backend(tmp_pat
 
 
 def test_a_kernel_that_dies_says_what_happened_and_how_to_resume(tmp_path, monkeypatch):
-    source = tmp_path / "dies.ipynb"
-    document = nbformat.v4.new_notebook()
-    document.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
-    document.cells = [
-        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("import os\nos._exit(9)  # as the out-of-memory killer would"),
-    ]
-    nbformat.write(document, source)
+    source = tiny_notebook(
+        tmp_path / "dies.ipynb", "import os\nos._exit(9)  # as the out-of-memory killer would"
+    )
     target = tmp_path / "out" / "dies.ipynb"
     target.parent.mkdir()
     target.write_text("the previous good copy")

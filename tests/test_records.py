@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from medclass import records, serving
+from tests.conftest import write_evaluation
 
 GOOD_EVALUATION = {
     "tta": True,
@@ -24,8 +25,7 @@ GOOD_EVALUATION = {
 @pytest.fixture
 def model_dir(saved_model, tmp_path) -> Path:
     folder = Path(shutil.copytree(saved_model, tmp_path / "brain_mri", ignore=shutil.ignore_patterns("work")))
-    digest = records.model_digest(folder / "model.keras")
-    records.write_json(folder / "evaluation.json", {**GOOD_EVALUATION, "model_sha256": digest})
+    write_evaluation(folder, GOOD_EVALUATION)
     return folder
 
 

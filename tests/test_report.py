@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medclass import calibration, data, evaluation, pipeline, records, report, training
-from tests.conftest import write_image
+from medclass import calibration, data, evaluation, pipeline, report, training
+from tests.conftest import write_evaluation, write_image
 
 CLASS_NAMES = ["Healthy", "Tumor"]
 
@@ -117,9 +117,9 @@ def test_the_report_never_writes_into_a_model_folder(saved_model, synthetic_dir,
 
 def test_the_report_uses_the_recorded_threshold_temperature_and_tta(saved_model, synthetic_dir, tmp_path):
     model_dir = Path(shutil.copytree(saved_model, tmp_path / "model", ignore=shutil.ignore_patterns("work")))
-    digest = records.model_digest(model_dir / "model.keras")
-    recorded = {"tta": True, "temperature": 2.0, "operating_class": "Tumor", "operating_threshold": 0.3}
-    records.write_json(model_dir / "evaluation.json", {**recorded, "model_sha256": digest})
+    write_evaluation(
+        model_dir, {"tta": True, "temperature": 2.0, "operating_class": "Tumor", "operating_threshold": 0.3}
+    )
     report.evaluate_folder(model_dir, synthetic_dir, tmp_path / "report")
     model, _ = training.load_model(model_dir)
     frame = report.load_folder(synthetic_dir, CLASS_NAMES)

@@ -17,8 +17,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from medclass import records, serving
-from tests.conftest import ROOT
+from medclass import serving
+from tests.conftest import ROOT, write_evaluation
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
@@ -248,10 +248,7 @@ def test_probabilities_use_the_evaluation_temperature_and_flip_averaging(model_d
     assert probabilities["Tumor"] == pytest.approx(raw, abs=1e-6)
     assert sum(probabilities.values()) == pytest.approx(1)
 
-    digest = records.model_digest(model_dir / "model.keras")
-    records.write_json(
-        model_dir / "evaluation.json", {"temperature": 2.0, "tta": True, "model_sha256": digest}
-    )
+    write_evaluation(model_dir, {"temperature": 2.0, "tta": True})
     calibrated = serving.load_bundle(model_dir)
     batch = serving.model_input(calibrated, pixels)
     mean = (

@@ -17,7 +17,6 @@ versioning (no ``schema``) are read when their fields pass the checks.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -31,8 +30,10 @@ class RecordError(ValueError):
 
 
 def model_digest(model_path: str | Path) -> str:
-    """SHA-256 (first 16 hex digits) of a ``model.keras`` file."""
-    return hashlib.sha256(Path(model_path).read_bytes()).hexdigest()[:16]
+    """SHA-256 (first 16 hex digits) of a ``model.keras`` file, as the manifest's hash is taken."""
+    from medclass.splits import manifest_hash
+
+    return manifest_hash(model_path)
 
 
 def write_json(path: str | Path, record: dict) -> Path:
