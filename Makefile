@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help install book published app test test-fast lint format links parameters lock clean
+.PHONY: help install book published app test test-fast cases lint format links parameters lock clean
 
 help:
 	@echo "make book [PROFILE=demo|cpu|full] [DATA_DIR=...]  execute the notebooks, build _build/html"
@@ -19,6 +19,7 @@ help:
 	@echo "make app [MODEL=path/to/export]                   serve the Streamlit demo app on http://localhost:8501"
 	@echo "make test                                         the whole test suite (notebooks and book included)"
 	@echo "make test-fast                                    unit tests only, no notebook execution"
+	@echo "make cases                                        the bad-input cases: their tests, and the appendix's table"
 	@echo "make lint                                         ruff, and notebooks free of outputs"
 	@echo "make links                                        rewrite Colab badges/install cells from _config.yml"
 	@echo "make parameters                                   write notebooks/profiles/<profile>/<chapter>.yaml (papermill -f)"
@@ -52,6 +53,9 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PYTHON) -m pytest -m "not slow" --durations=10
+
+cases: $(STAMP)
+	$(PYTHON) -m pytest -m case --cases-table book/generated/bad_input_cases.md
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks notebooks tools

@@ -92,7 +92,17 @@ VARIANTS = {
         False,
         False,
     ),
+    "standardised + source augmentation + Br35H in training, backbone frozen, 224 px": (
+        True,
+        "mild+source",
+        True,
+        False,
+        False,
+    ),
 }
+# Variants that run at another resolution than the cpu profile's (224 px: the resolution the
+# MobileNetV2 weights in ../shared/weights were trained at).
+IMAGE_SIZE = {"standardised + source augmentation + Br35H in training, backbone frozen, 224 px": 224}
 
 
 # The fine-tuning phase of the variants that fine-tune: the cpu profile's brain recipe before
@@ -104,6 +114,11 @@ def cpu_recipe() -> dict:
     profile = yaml.safe_load((ROOT / "notebooks" / "profiles" / "cpu.yaml").read_text())
     shared = {key: value for key, value in profile.items() if not isinstance(value, dict)}
     return {**shared, **profile["brain"]}
+
+
+def settings_for(settings: dict, name: str) -> dict:
+    """The cpu recipe as variant ``name`` runs it."""
+    return {**settings, "image_size": IMAGE_SIZE.get(name, settings["image_size"])}
 
 
 def joined_frames(data_dir: str, seed: int, max_images: int | None):
@@ -255,7 +270,7 @@ def rescore(rows, frame, new_tumours, settings, work: Path) -> None:
         model, _ = training.load_model(work_folder(work, row["variant"]))
         joined = manifest(frame, new_tumours, True, settings["seed"])
         part = joined[joined.split == "val"]
-        size = models.image_size_for("mobilenet_v2", settings["image_size"])
+        size = models.image_size_for("mobilenet_v2", settings_for(settings, row["variant"])["image_size"])
         dataset = pipeline.make_dataset(part, CLASS_NAMES, size, settings["batch_size"])
         y_val, p_val = evaluation.predict_probabilities(model, dataset, tta=settings["tta"])
         row[COMMON_VAL] = common_val_auc(joined, y_val, p_val)
@@ -423,8 +438,9 @@ def seed_study(args) -> None:
         started = time.perf_counter()
         joined = manifest(frame, new_tumours, in_training, split_seed)
         work = Path(args.work) / f"seed-{seed}"
+        variant_settings = settings_for(settings, name)
         model, size = train_variant(
-            name, joined, settings, standardise, augmentation, balanced, work, seed, finetune
+            name, joined, variant_settings, standardise, augmentation, balanced, work, seed, finetune
         )
         row = {
             "variant": name,
@@ -543,7 +559,15 @@ def main(argv=None) -> None:
         started = time.perf_counter()
         joined = manifest(frame, new_tumours, in_training, seed)
         model, size = train_variant(
-            name, joined, settings, standardise, augmentation, balanced, Path(args.work), seed, finetune
+            name,
+            joined,
+            settings_for(settings, name),
+            standardise,
+            augmentation,
+            balanced,
+            Path(args.work),
+            seed,
+            finetune,
         )
         row = {
             "variant": name,
@@ -552,6 +576,7 @@ def main(argv=None) -> None:
             "Br35H in training": in_training,
             "Br35H source-balanced": balanced,
             "backbone fine-tuned": finetune,
+            "image size": settings_for(settings, name)["image_size"],
             "checkpoint kept": checkpoint_kept(work_folder(Path(args.work), name)),
             "train images": int((joined.split == "train").sum()),
             **evaluate_variant(model, joined, size, settings["batch_size"], settings["tta"], 0.98, seed),

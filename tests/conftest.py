@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -26,6 +27,29 @@ def write_image(path: Path, mode: str = "L", size=(64, 64), fmt: str = "JPEG", s
     image = Image.fromarray(pixels, "RGB").convert(mode)
     image.save(path, fmt)
     return path
+
+
+def damaged_jpegs(variants: int = 40) -> dict[str, bytes]:
+    """A smooth 256-px JPEG damaged in its compressed data, as a disk fault or a broken transfer
+    damages one: bytes added before the end marker, a stretch of the scan cut out, and
+    ``variants`` copies with one to eight bytes of the scan changed at random (seeded)."""
+    y, x = np.mgrid[0:256, 0:256]
+    pixels = (128 + 100 * np.sin(x / 23.0) * np.cos(y / 31.0)).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "L").convert("RGB").save(buffer, "JPEG", quality=90)
+    good = buffer.getvalue()
+    scan = good.index(b"\xff\xda") + 20  # past the start-of-scan header
+    out = {
+        "extra_bytes.jpg": good[:-2] + bytes(range(1, 17)) + good[-2:],
+        "cut_scan.jpg": good[: scan + 300] + good[scan + 1300 :],
+    }
+    rng = np.random.default_rng(0)
+    for index in range(variants):
+        damaged = bytearray(good)
+        for position in rng.integers(scan, len(good) - 10, size=int(rng.integers(1, 9))):
+            damaged[int(position)] = int(rng.integers(0, 256))
+        out[f"changed_{index:02d}.jpg"] = bytes(damaged)
+    return out
 
 
 @pytest.fixture
@@ -93,3 +117,62 @@ def write_evaluation(model_dir: Path, record: dict) -> Path:
 
     digest = records.model_digest(Path(model_dir) / "model.keras")
     return records.write_json(Path(model_dir) / "evaluation.json", {**record, "model_sha256": digest})
+
+
+# The bad-input cases (issue 16) ---------------------------------------------------------------
+# A test marked ``@pytest.mark.case(item, what, behaviour)`` reproduces one bad input, fault or
+# race, and asserts the behaviour described. ``make cases`` runs the marked tests and writes the
+# table the performance appendix includes: each case, its behaviour, its test and whether the
+# test passed. tests/test_publishing.py checks that the committed table lists every marked case.
+
+CASE_OUTCOMES: dict[str, list[str]] = {}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--cases-table", default=None, help="write the table of bad-input cases here")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "case(item, what, behaviour): a bad-input case of issue 16 this test reproduces"
+    )
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" or report.outcome != "passed":
+        CASE_OUTCOMES.setdefault(report.nodeid.split("[")[0], []).append(report.outcome)
+
+
+def case_rows(items) -> list[dict]:
+    """One row per (test function, case marker), parametrised copies of a test counted once."""
+    rows = {}
+    for item in items:
+        test = item.nodeid.split("[")[0]
+        for mark in item.iter_markers("case"):
+            item_number, what, behaviour = mark.args
+            rows[(test, what)] = {"item": item_number, "case": what, "behaviour": behaviour, "test": test}
+    return list(rows.values())
+
+
+def pytest_sessionfinish(session):
+    target = session.config.getoption("--cases-table")
+    if not target:
+        return
+    rows = case_rows(session.items)
+    for row in rows:
+        outcomes = CASE_OUTCOMES.get(row["test"], ["not run"])
+        row["result"] = "passed" if set(outcomes) == {"passed"} else ", ".join(sorted(set(outcomes)))
+    rows.sort(key=lambda row: (str(row["item"]).zfill(3), row["test"]))
+    good = sum(row["result"] == "passed" for row in rows)
+    lines = [
+        f"{len(rows)} cases tried, {good} behaving as described (their tests passed): "
+        "`make cases`, which runs `pytest -m case --cases-table book/generated/bad_input_cases.md`.",
+        "",
+        "| item | case | behaviour | test | result |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        name = row["test"].replace("::", " :: ")
+        lines.append(f"| {row['item']} | {row['case']} | {row['behaviour']} | `{name}` | {row['result']} |")
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    Path(target).write_text("\n".join(lines) + "\n")

@@ -112,6 +112,9 @@ def test_an_upload_goes_through_to_probabilities_risk_and_gradcam(monkeypatch, m
         ("cut.jpg", None, "damaged"),
     ],
 )
+@pytest.mark.case(
+    5, "a text file, a GIF and a cut JPEG uploaded to the app", "a message in the page; the next upload works"
+)
 def test_a_bad_upload_shows_a_message_and_the_next_upload_works(
     monkeypatch, model_dir, scan, name, data, message
 ):
@@ -150,6 +153,11 @@ def test_odd_colour_modes_are_converted_and_said_so(monkeypatch, model_dir, mode
     assert any(note in caption.value for caption in app.caption), [c.value for c in app.caption]
 
 
+@pytest.mark.case(
+    3,
+    "the app started on a missing or broken model",
+    "an error in the page, no uploader; the app keeps running",
+)
 def test_missing_or_broken_models_are_reported_and_the_app_keeps_running(monkeypatch, model_dir, tmp_path):
     app = start(monkeypatch, tmp_path / "nowhere")
     assert "No model file at" in app.error[0].value and not app.file_uploader

@@ -34,6 +34,11 @@ def tiny_split(synthetic_dir):
     return splits.split_frame(data.load_dataset("brain_mri", synthetic_dir), seed=0)
 
 
+@pytest.mark.case(
+    8,
+    "a second training run in a run folder another process holds",
+    "refused with the holder's process id and 'use another output_dir'",
+)
 def test_a_second_training_run_in_the_same_folder_is_refused(tiny_split, tmp_path):
     holder = hold_lock(tmp_path / ".training.lock", 60)
     try:
@@ -57,6 +62,7 @@ def test_a_second_training_run_in_the_same_folder_is_refused(tiny_split, tmp_pat
         holder.wait()
 
 
+@pytest.mark.case(8, "a run killed while it holds the folder", "the folder is free again at once")
 def test_a_lock_is_free_again_when_its_holder_dies(tmp_path):
     holder = hold_lock(tmp_path / "x.lock", 60)
     holder.kill()  # a crash: the OS releases the lock
@@ -80,6 +86,11 @@ print("ok")
 """
 
 
+@pytest.mark.case(
+    8,
+    "three runs starting MLflow in a fresh output_dir at once",
+    "all three succeed (the store is locked while it is created)",
+)
 def test_three_runs_starting_mlflow_in_a_fresh_folder_all_succeed(tmp_path):
     """Without the store's lock, 2 of 2 tries crashed one of the runs (table creation races)."""
     runs = [

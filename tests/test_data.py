@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from medclass import data, synthetic
-from tests.conftest import REAL_HAM, write_image
+from tests.conftest import REAL_HAM, damaged_jpegs, write_image
 
 
 def test_phantoms_are_deterministic_and_masks_mark_the_mass():
@@ -57,6 +57,7 @@ def test_registry_subfolder_is_found(tmp_path, healthy_tumor_dir):
     assert len(data.load_dataset("brain_mri", tmp_path / "parent")) == 24
 
 
+@pytest.mark.case("kept", "data_dir that does not exist", "names the folder and data_dir")
 def test_missing_folder_names_it_and_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist.*data_dir"):
         data.load_dataset("brain_mri", tmp_path / "nowhere")
@@ -67,6 +68,7 @@ def test_folder_without_class_folders(tmp_path):
         data.load_dataset("brain_mri", tmp_path)
 
 
+@pytest.mark.case("kept", "a class folder with no usable image", "refused, naming the class")
 def test_empty_class_folder_is_an_error_naming_the_class(healthy_tumor_dir):
     for path in (healthy_tumor_dir / "Tumor").iterdir():
         path.unlink()
@@ -79,6 +81,11 @@ def test_unknown_dataset():
         data.load_dataset("mnist", ".")
 
 
+@pytest.mark.case(
+    "kept",
+    "a truncated JPEG, text named .jpg, a README, an 8-px PNG, a TIFF, a TIFF named .jpg",
+    "each skipped with its reason; the load goes on",
+)
 def test_bad_files_are_skipped_with_a_reason(healthy_tumor_dir):
     tumor = healthy_tumor_dir / "Tumor"
     truncated = write_image(tumor / "truncated.jpg", mode="RGB", size=(128, 128), seed=5)
@@ -106,6 +113,30 @@ def test_bad_files_are_skipped_with_a_reason(healthy_tumor_dir):
     assert len(frame) == 24
     report = data.report_skipped(frame)
     assert report.startswith("Skipped 6 file(s)") and "notes.jpg" in report
+
+
+@pytest.mark.case(
+    5,
+    "JPEGs with damaged compressed data: bytes before the end marker, a cut scan, 40 with random byte "
+    "changes",
+    "skipped with libjpeg's words; at least 20 of the 40 caught (29 measured), the rest decode cleanly "
+    "to libjpeg too (JPEG has no checksum)",
+)
+def test_a_jpeg_with_damaged_compressed_data_is_skipped_not_trained_on_as_garbled_pixels(healthy_tumor_dir):
+    damaged = damaged_jpegs()
+    for name, content in damaged.items():
+        (healthy_tumor_dir / "Tumor" / name).write_bytes(content)
+    frame = data.load_dataset("brain_mri", healthy_tumor_dir)
+    skipped = frame.attrs["skipped"]
+    reasons = dict(zip(skipped["path"].str.rsplit("/", n=1).str[-1], skipped["reason"], strict=True))
+    assert "extraneous bytes before marker" in reasons["extra_bytes.jpg"]
+    assert "damaged JPEG data" in reasons["cut_scan.jpg"]
+    changed = {name: reason for name, reason in reasons.items() if name.startswith("changed_")}
+    # JPEG has no checksum: a changed byte that keeps the stream valid is caught by no decoder.
+    # Of these 40, libjpeg or Pillow notices 29 (measured); the rest decode as garbled pixels.
+    assert len(changed) >= 20, changed
+    assert all("damaged JPEG data" in r or "not a readable image" in r for r in changed.values())
+    assert len(frame) == 24 + len(damaged) - len(reasons)
 
 
 def test_odd_but_valid_images_are_kept(healthy_tumor_dir):
@@ -186,6 +217,14 @@ def test_ham10000_missing_image_and_metadata(tmp_path):
         data.load_dataset("ham10000", root)
 
 
+@pytest.mark.case(
+    5, "a decompression bomb among the images", "skipped with 'too many pixels', the load goes on"
+)
+@pytest.mark.case(
+    5,
+    "a file name with a byte that is not UTF-8",
+    "skipped with 'not valid UTF-8; rename it', the skip list can be written",
+)
 def test_a_decompression_bomb_or_an_undecodable_name_is_skipped_not_fatal(healthy_tumor_dir, monkeypatch):
     tumor = healthy_tumor_dir / "Tumor"
     write_image(tumor / "huge.png", size=(100, 100), fmt="PNG")
@@ -208,6 +247,11 @@ def ham_metadata(tmp_path, extra_rows: str):
     return root
 
 
+@pytest.mark.case(
+    4,
+    "a HAM10000 image_id listed twice with different dx and lesion_id; a row repeated; an empty dx",
+    "conflicts and empty cells refused, naming the image or line; exact repeats read once",
+)
 def test_ham10000_metadata_that_a_split_could_not_trust_is_refused(tmp_path):
     root = data.synthetic_skin.write_synthetic_ham10000(tmp_path / "skin", n_lesions=20, seed=1)
     metadata = (root / "HAM10000_metadata.csv").read_text().splitlines()
@@ -237,6 +281,7 @@ def test_ham10000_metadata_that_a_split_could_not_trust_is_refused(tmp_path):
         load_with(",".join(empty))
 
 
+@pytest.mark.case(7, "HAM10000 images named .JPG", "found and loaded")
 def test_ham10000_images_with_upper_case_suffixes_are_found(tmp_path):
     root = data.synthetic_skin.write_synthetic_ham10000(tmp_path / "skin", n_lesions=20, seed=1)
     for path in list((root / "HAM10000_images_part_1").glob("*.jpg")):

@@ -31,12 +31,21 @@ from tests.test_notebooks import NOTEBOOKS, parameters_of
         ("image_size", "160", "whole number of pixels"),
     ],
 )
+@pytest.mark.case(
+    6,
+    "imbalance: focall, epochs_frozen: ten or 1.5, learning_rate: 1e-3 (a string in YAML), batch_size: "
+    "0, and 12 more typos",
+    "refused before any work, naming the parameter and what it accepts",
+)
 def test_a_mistyped_parameter_is_named_with_what_it_accepts(name, value, message):
     with pytest.raises(parameters.ParameterError, match=message) as error:
         parameters.check({name: value})
     assert f"{name}={value!r}" in str(error.value)
 
 
+@pytest.mark.case(
+    6, "several mistakes at once; zero epochs in both phases", "all named in one error; 'nothing to train'"
+)
 def test_every_mistake_is_named_at_once_and_other_names_are_ignored():
     with pytest.raises(parameters.ParameterError) as error:
         parameters.check({"imbalance": "focall", "batch_size": 0, "Path": object, "frame": None})

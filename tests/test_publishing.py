@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import datetime
 import os
 import re
@@ -107,6 +108,11 @@ def test_publish_copies_executed_chapters_whole(tmp_path):
     assert nbformat.read(target / "a.ipynb", as_version=4).metadata["medclass"] == {"profile": "cpu"}
 
 
+@pytest.mark.case(
+    9,
+    "--only brain_01_data on the cpu profile",
+    "publishes nothing unless --publish is given; demo runs never publish",
+)
 def test_a_cpu_run_publishes_and_a_demo_run_does_not(tmp_path, monkeypatch):
     monkeypatch.setattr(book, "PUBLISHED_DIR", tmp_path / "published")
     monkeypatch.setattr(book, "write_chapter_parameters", lambda name: [])  # leave the checkout alone
@@ -199,6 +205,12 @@ def test_figures_are_kept_when_the_environment_sets_a_matplotlib_backend(tmp_pat
     assert os.environ["MPLBACKEND"] == "Agg", "the caller's environment is restored"
 
 
+@pytest.mark.case(
+    10,
+    "a notebook kernel killed (as the out-of-memory killer would)",
+    "says the kernel died and to run the same command again; the previous executed copy kept, no "
+    ".partial file left",
+)
 def test_a_kernel_that_dies_says_what_happened_and_how_to_resume(tmp_path, monkeypatch):
     source = tiny_notebook(
         tmp_path / "dies.ipynb", "import os\nos._exit(9)  # as the out-of-memory killer would"
@@ -237,3 +249,24 @@ def test_papermill_reads_from_the_chapter_files_what_make_book_injects(profile, 
         unknown = set(from_file) - set(book.notebook_defaults(source))
         assert not unknown, f"papermill would warn 'Passed unknown parameter' for {unknown} in {source.name}"
     assert {path.stem for path in (book.PROFILES_DIR / profile).glob("*.yaml")} == set(injected)
+
+
+def test_the_appendix_table_of_bad_input_cases_lists_every_marked_case():
+    """``make cases`` writes the table; a case marked since (or changed) must be run into it."""
+    marked = set()
+    for path in (ROOT / "tests").glob("test_*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                for decorator in node.decorator_list:
+                    if isinstance(decorator, ast.Call) and ast.unparse(decorator.func) == "pytest.mark.case":
+                        item, what, _ = (ast.literal_eval(argument) for argument in decorator.args)
+                        marked.add((str(item), what, node.name))
+    table = (ROOT / "book" / "generated" / "bad_input_cases.md").read_text()
+    rows = [
+        [cell.strip() for cell in line.split("|")]
+        for line in table.splitlines()
+        if line.startswith("| ") and not line.startswith("| item")
+    ]
+    listed = {(cells[1], cells[2], cells[4].strip("`").rsplit(" :: ", 1)[-1]) for cells in rows}
+    assert marked and marked == listed, "run `make cases` to rewrite book/generated/bad_input_cases.md"
+    assert [cells[5] for cells in rows] == ["passed"] * len(rows)

@@ -54,6 +54,12 @@ def test_the_records_written_by_a_run_are_read_back(model_dir):
         ({"schema": records.SCHEMA + 1}, "Update medclass"),
     ],
 )
+@pytest.mark.case(
+    3,
+    'model.json with swapped class names, class_names "HT" or repeated, image_size [160], ["160", "160"] '
+    "or [0, 160], a newer schema",
+    "refused, naming model.json and what to do",
+)
 def test_a_broken_model_json_is_refused_with_what_to_do(model_dir, changes, message):
     edit(model_dir / "model.json", **changes)
     with pytest.raises(serving.ModelUnavailable, match=message) as error:
@@ -77,6 +83,12 @@ def test_a_broken_model_json_is_refused_with_what_to_do(model_dir, changes, mess
         ({"model_sha256": None}, "does not say which model.keras"),
     ],
 )
+@pytest.mark.case(
+    3,
+    'evaluation.json with temperature -1, 0, "abc" or missing; threshold 1.5, 0 or missing; an unknown '
+    'operating class; tta "yes"; another model\'s digest or none',
+    "refused, naming evaluation.json and the evaluation chapter",
+)
 def test_a_broken_or_stale_evaluation_json_is_refused_with_what_to_do(model_dir, changes, message):
     edit(model_dir / "evaluation.json", **changes)
     with pytest.raises(serving.ModelUnavailable, match=message) as error:
@@ -89,18 +101,27 @@ def test_a_threshold_of_one_from_saturated_validation_scores_is_accepted(model_d
     assert serving.load_bundle(model_dir).evaluation["operating_threshold"] == 1.0
 
 
+@pytest.mark.case(3, "evaluation.json holding a list instead of an object", "refused: 'holds a list'")
 def test_an_evaluation_json_that_is_a_list_is_refused(model_dir):
     (model_dir / "evaluation.json").write_text("[1, 2]")
     with pytest.raises(serving.ModelUnavailable, match="holds a list"):
         serving.load_bundle(model_dir)
 
 
+@pytest.mark.case(
+    3,
+    "a model trained again, served beside the old evaluation.json",
+    "refused: evaluation.json describes another model.keras (SHA-256 recorded and compared)",
+)
 def test_a_model_trained_again_is_not_served_with_the_old_calibration(model_dir):
     (model_dir / "model.keras").write_bytes((model_dir / "model.keras").read_bytes() + b"\0")
     with pytest.raises(serving.ModelUnavailable, match="another model.keras"):
         serving.load_bundle(model_dir)
 
 
+@pytest.mark.case(
+    3, "an evaluation whose numbers are impossible", "never written; the previous evaluation.json kept"
+)
 def test_an_evaluation_with_impossible_numbers_is_never_written(model_dir):
     before = (model_dir / "evaluation.json").read_text()
     from medclass import report
@@ -113,6 +134,11 @@ def test_an_evaluation_with_impossible_numbers_is_never_written(model_dir):
     assert (model_dir / "evaluation.json").read_text() == before
 
 
+@pytest.mark.case(
+    3,
+    "evaluation.json edited while the app runs",
+    "the app's cache key changes, so it reloads the calibration",
+)
 def test_the_app_reloads_when_a_sidecar_changes(model_dir):
     before = serving.files_modified(model_dir)
     stat = (model_dir / "evaluation.json").stat()

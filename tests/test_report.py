@@ -15,6 +15,11 @@ from tests.conftest import write_evaluation, write_image
 CLASS_NAMES = ["Healthy", "Tumor"]
 
 
+@pytest.mark.case(
+    7,
+    "an external folder with a text file and a too-small image",
+    "the card says '2 files skipped'; skipped.csv lists them",
+)
 def test_a_plain_class_folder_is_evaluated_into_a_report(saved_model, synthetic_dir, tmp_path):
     hospital = tmp_path / "other_hospital"
     frame = data.load_dataset("brain_mri", synthetic_dir).head(30)
@@ -66,6 +71,11 @@ def copy_scans(synthetic_dir, hospital, folders: dict[str, str], n: int = 12) ->
             shutil.copy(row["path"], target)
 
 
+@pytest.mark.case(
+    7,
+    "external class folders Normal/ and Abnormal/ that name no class",
+    "refused with --map as the fix; with one class known, the card lists the folders not read",
+)
 def test_folders_that_name_no_class_are_reported_or_mapped(saved_model, synthetic_dir, tmp_path):
     hospital = tmp_path / "hospital"
     copy_scans(synthetic_dir, hospital, {"Healthy": "Normal", "Tumor": "Abnormal"})
@@ -84,6 +94,7 @@ def test_folders_that_name_no_class_are_reported_or_mapped(saved_model, syntheti
         report.load_folder(hospital, CLASS_NAMES, {"Abnormal": "Sick"})
 
 
+@pytest.mark.case(7, "an external folder whose name is not UTF-8", "reported, not a crash")
 def test_a_folder_name_that_is_not_utf8_is_reported_not_a_crash(saved_model, synthetic_dir, tmp_path):
     import os
 
@@ -98,6 +109,11 @@ def test_a_folder_name_that_is_not_utf8_is_reported_not_a_crash(saved_model, syn
     frame.to_csv(tmp_path / "frame.csv")
 
 
+@pytest.mark.case(
+    7,
+    "an external set with one class present and an empty class folder",
+    "reports that class's recall, not accuracy 1.000",
+)
 def test_one_class_only_reports_its_recall_not_a_perfect_accuracy(saved_model, synthetic_dir, tmp_path):
     hospital = tmp_path / "tumours_only"
     copy_scans(synthetic_dir, hospital, {"Tumor": "Tumor"})
@@ -108,6 +124,11 @@ def test_one_class_only_reports_its_recall_not_a_perfect_accuracy(saved_model, s
     assert table.iloc[0]["value"] == pytest.approx((predictions["predicted"] == "Tumor").mean())
 
 
+@pytest.mark.case(
+    7,
+    "--out pointing at the model's folder",
+    "refused: the folder 'holds a model'; the export's card untouched",
+)
 def test_the_report_never_writes_into_a_model_folder(saved_model, synthetic_dir, tmp_path):
     card = (saved_model / "model_card.md").read_text() if (saved_model / "model_card.md").exists() else None
     with pytest.raises(ValueError, match="holds a model"):

@@ -18,7 +18,7 @@ import tensorflow as tf
 from PIL import Image
 
 from medclass import serving
-from tests.conftest import ROOT, write_evaluation
+from tests.conftest import ROOT, damaged_jpegs, write_evaluation
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
@@ -132,13 +132,21 @@ def test_the_exif_orientation_is_applied():
         (encode(gradient(), "GIF"), "is a GIF image"),
         (encode(gradient(), "BMP"), "is a BMP image"),
         (encode(gradient(size=(200, 150)), "JPEG", quality=95)[:3000], "damaged"),
+        (damaged_jpegs(0)["extra_bytes.jpg"], "damaged JPEG data .*extraneous bytes"),
+        (damaged_jpegs(0)["cut_scan.jpg"], "damaged JPEG data"),
     ],
+)
+@pytest.mark.case(
+    5,
+    "uploads that are text, empty, GIF, BMP, a truncated JPEG or a JPEG with damaged data",
+    "refused with the reason; never decoded as garbled pixels",
 )
 def test_what_is_not_a_usable_jpeg_or_png_is_refused_with_a_reason(data, message):
     with pytest.raises(serving.UnreadableImage, match=message):
         serving.read_image(data, "upload.png")
 
 
+@pytest.mark.case(10, "a 17-megapixel JPEG upload", "decoded at a reduced scale (2400x1800), not in full")
 def test_a_large_jpeg_is_decoded_at_a_reduced_scale_not_in_full():
     buffer = io.BytesIO()
     Image.new("RGB", (4800, 3600), (90, 20, 40)).save(buffer, "JPEG", quality=50)  # 17 megapixels
@@ -148,6 +156,7 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale_not_in_full():
     assert tuple(pixels[900, 1200]) == pytest.approx((90, 20, 40), abs=3)
 
 
+@pytest.mark.case("kept", "an upload over 20 MB or over the pixel limit", "refused before decoding")
 def test_oversized_uploads_are_refused_before_decoding(monkeypatch):
     with pytest.raises(serving.UnreadableImage, match=r"the limit is 20 MB"):
         serving.read_image(b"\xff" * (serving.MAX_UPLOAD_MB * 2**20 + 1), "huge.jpg")
@@ -211,12 +220,16 @@ def test_missing_incomplete_or_broken_models_say_what_to_do(model_dir, tmp_path)
         serving.load_bundle(broken)
 
 
+@pytest.mark.case(
+    3, "evaluation.json cut short (not JSON)", "refused: 'evaluation.json is unreadable', delete or rerun"
+)
 def test_an_unreadable_evaluation_record_is_named(model_dir):
     (model_dir / "evaluation.json").write_text('{"temperature": 1.2,')  # cut short
     with pytest.raises(serving.ModelUnavailable, match="evaluation.json is unreadable .* delete"):
         serving.load_bundle(model_dir)
 
 
+@pytest.mark.case("kept", "a model.keras with a Lambda layer (Python bytecode)", "refused by Keras safe mode")
 def test_a_model_that_would_run_code_is_refused_by_safe_mode(tmp_path):
     inputs = keras.Input((8, 8, 3))
     outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)  # Python bytecode in the file
@@ -226,6 +239,7 @@ def test_a_model_that_would_run_code_is_refused_by_safe_mode(tmp_path):
         serving.load_bundle(tmp_path)
 
 
+@pytest.mark.case(3, "model.json naming 3 classes for a model with 1 output", "refused, naming both counts")
 def test_a_sidecar_that_disagrees_with_the_model_is_refused(model_dir):
     info = json.loads((model_dir / "model.json").read_text())
     info["class_names"] = ["a", "b", "c"]
@@ -287,6 +301,11 @@ def test_brain_risk_uses_the_operating_threshold_chosen_on_validation():
     assert (default.amber, default.red, default.level) == (0.25, 0.5, "amber")
 
 
+@pytest.mark.case(
+    1,
+    "a model whose weights are NaN, and NaN probabilities given to the risk colour",
+    "refused as broken; NaN is 'not a probability', never green",
+)
 def test_a_model_with_broken_weights_is_refused_not_shown_green(model_dir, synthetic_dir):
     bundle = serving.load_bundle(model_dir)
     pixels, _ = serving.read_image(tumour_scan(synthetic_dir).read_bytes())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -33,6 +35,7 @@ def test_groups_never_cross_splits():
     assert frame.groupby("group")["split"].nunique().max() == 1
 
 
+@pytest.mark.case("kept", "the same data in another row order, the same seed", "the same split")
 def test_same_seed_same_split_other_seed_other_split():
     first = splits.split_frame(toy_frame().sample(frac=1, random_state=0), seed=3)
     again = splits.split_frame(toy_frame(), seed=3)
@@ -41,6 +44,9 @@ def test_same_seed_same_split_other_seed_other_split():
     assert first["split"].tolist() != other["split"].tolist()
 
 
+@pytest.mark.case(
+    4, "a duplicate group on both sides of a split", "check_split raises: groups 'span several splits'"
+)
 def test_check_split_catches_a_leak():
     frame = splits.split_frame(toy_frame(), seed=1)
     leaked = frame.copy()
@@ -69,8 +75,19 @@ def test_cap_keeps_class_balance_and_is_reproducible():
     assert len(splits.cap_images(frame, None, seed=0)) == 300
 
 
+def with_files(frame, folder):
+    """``frame`` with its images as (empty) files in two sibling dataset folders under ``folder``."""
+    paths = []
+    for index, name in enumerate(frame["path"]):
+        path = folder / ("brain" if index % 2 else "other") / "class" / Path(name).name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        paths.append(str(path))
+    return frame.assign(path=paths)
+
+
 def test_manifest_round_trip_with_sidecar(tmp_path):
-    frame = splits.split_frame(toy_frame(), seed=1)
+    frame = with_files(splits.split_frame(toy_frame(), seed=1), tmp_path / "data")
     frame.attrs.update({"synthetic": True, "data_dir": "/data"})
     path = splits.write_manifest(frame, tmp_path / "run" / "manifest.csv")
     back = splits.read_manifest(path)
@@ -79,6 +96,26 @@ def test_manifest_round_trip_with_sidecar(tmp_path):
     assert len(splits.manifest_hash(path)) == 16
     with pytest.raises(FileNotFoundError, match="brain_01_data"):
         splits.read_manifest(tmp_path / "elsewhere.csv")
+
+
+@pytest.mark.case(
+    10,
+    "the data folder moved after a split was written",
+    "the manifest holds relative paths: reading says where the data was and how to fix it; the data "
+    "chapter run again writes the same manifest and hash, so training resumes",
+)
+def test_moving_the_data_keeps_the_manifest_and_its_hash(tmp_path):
+    frame = with_files(splits.split_frame(toy_frame(), seed=1), tmp_path / "data")
+    path = splits.write_manifest(frame, tmp_path / "run" / "manifest.csv")
+    written, digest = path.read_text(), splits.manifest_hash(path)
+    assert str(tmp_path) not in written  # no absolute path in the manifest itself
+    (tmp_path / "data").rename(tmp_path / "moved")
+    with pytest.raises(FileNotFoundError, match="does not exist now.*data_dir"):
+        splits.read_manifest(path)
+    moved = frame.assign(path=[value.replace("/data/", "/moved/") for value in frame["path"]])
+    splits.write_manifest(moved, path)  # the data chapter run again on the moved folder
+    assert path.read_text() == written and splits.manifest_hash(path) == digest
+    assert splits.read_manifest(path)["path"].tolist() == moved["path"].tolist()
 
 
 def test_real_data_split_has_no_cross_split_duplicates(real_brain_frame):

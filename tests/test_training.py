@@ -129,6 +129,7 @@ class EpochCounter(keras.callbacks.Callback):
         self.epochs.append(epoch)
 
 
+@pytest.mark.case("kept", "a run interrupted mid-phase", "the next run resumes where it stopped")
 def test_an_interrupted_run_resumes_where_it_stopped(tiny_split, tmp_path):
     train_ds, val_ds = datasets(tiny_split)
     recipe = training.Recipe(epochs_frozen=2, epochs_finetune=3, unfreeze_blocks=2, patience=10)
@@ -200,6 +201,11 @@ def test_a_changed_recipe_starts_afresh(tiny_split, tmp_path):
     assert counter.epochs == [0, 1, 2] and result.resumed_phases == []
 
 
+@pytest.mark.case(
+    "kept",
+    "a run that fails part-way (a validation image missing)",
+    "the previous model.keras and model.json kept",
+)
 def test_a_failed_run_keeps_the_previous_model(tiny_split, tmp_path):
     (tmp_path / "model.keras").write_bytes(b"the good model")
     (tmp_path / "model.json").write_text(json.dumps({"good": True}))
@@ -215,6 +221,12 @@ def test_a_failed_run_keeps_the_previous_model(tiny_split, tmp_path):
     assert json.loads((tmp_path / "model.json").read_text()) == {"good": True}
 
 
+@pytest.mark.case(
+    1,
+    "a run whose loss turns NaN (learning_rate=1e30) over a good export",
+    "training stops with TrainingDiverged ('Lower the learning rate'); model.keras, model.json kept, no "
+    "history.csv written",
+)
 def test_a_diverging_run_raises_and_keeps_the_previous_model(tiny_split, tmp_path):
     (tmp_path / "model.keras").write_bytes(b"the good model")
     (tmp_path / "model.json").write_text(json.dumps({"good": True}))
@@ -229,6 +241,12 @@ def test_a_diverging_run_raises_and_keeps_the_previous_model(tiny_split, tmp_pat
 
 
 @pytest.mark.parametrize("predecessor", [False, True], ids=["first-backup", "with-predecessor"])
+@pytest.mark.case(
+    2,
+    "a kill while the per-epoch backup is written (truncated latest.weights.h5), with and without an "
+    "earlier backup",
+    "the next run resumes from the backup before it, or restarts the phase",
+)
 def test_a_backup_cut_short_by_a_kill_does_not_block_the_next_run(tiny_split, tmp_path, predecessor):
     train_ds, val_ds = datasets(tiny_split)
     recipe = training.Recipe(epochs_frozen=1, epochs_finetune=3, unfreeze_blocks=2, patience=10)
@@ -248,6 +266,7 @@ def test_a_backup_cut_short_by_a_kill_does_not_block_the_next_run(tiny_split, tm
     assert result.history["epoch"].tolist()[-1] == 4
 
 
+@pytest.mark.case(6, "unfreeze_blocks: 99", "refused before phase 1 trains, naming the 17 blocks there are")
 def test_too_many_blocks_to_unfreeze_fail_before_training(tiny_split, tmp_path):
     model, base = small_model()
     train_ds, val_ds = datasets(tiny_split)
@@ -258,6 +277,11 @@ def test_too_many_blocks_to_unfreeze_fail_before_training(tiny_split, tmp_path):
     assert counter.epochs == [] and not (tmp_path / "work").exists()
 
 
+@pytest.mark.case(
+    2,
+    "a kill while the backup's epoch record is written (training_metadata.json cut short)",
+    "the next run resumes from the backup before the broken one",
+)
 def test_a_cut_short_backup_record_does_not_block_the_next_run(tiny_split, tmp_path):
     """Keras reads the epoch record (training_metadata.json) without catching a broken one."""
     train_ds, val_ds = datasets(tiny_split)
@@ -274,6 +298,9 @@ def test_a_cut_short_backup_record_does_not_block_the_next_run(tiny_split, tmp_p
     assert counter.epochs == [2, 3], "resumed from the backup before the broken one"
 
 
+@pytest.mark.case(
+    6, "a recipe with nothing to train, negative epochs or an unknown loss", "refused when the recipe is made"
+)
 def test_bad_training_parameters():
     with pytest.raises(ValueError, match="nothing to train"):
         training.Recipe(epochs_frozen=0, epochs_finetune=0)

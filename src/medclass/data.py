@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from medclass import synthetic, synthetic_skin
+from medclass import images, synthetic, synthetic_skin
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
 # What medclass.images decodes for training and the app, whatever the file is named.
@@ -175,6 +175,8 @@ def check_image(path: Path) -> str | None:
         return f"too small ({width}x{height} px, need at least {MIN_IMAGE_SIDE} on each side)"
     if mode not in {"1", "L", "LA", "P", "PA", "RGB", "RGBA", "I;16"}:
         return f"unsupported colour mode {mode}"
+    if file_format == "JPEG" and (damage := images.jpeg_damage(path.read_bytes())):
+        return f"damaged JPEG data (libjpeg: {damage}); replace it with an undamaged copy"
     return None
 
 

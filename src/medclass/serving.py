@@ -237,7 +237,7 @@ def read_image(data: bytes, name: str = "upload") -> tuple[np.ndarray, list[str]
     """
     from PIL import Image, UnidentifiedImageError
 
-    from medclass.images import to_rgb
+    from medclass.images import jpeg_damage, to_rgb
 
     if len(data) > MAX_UPLOAD_MB * 2**20:
         raise UnreadableImage(f"{name} is {len(data) / 2**20:.0f} MB; the limit is {MAX_UPLOAD_MB} MB.")
@@ -266,6 +266,11 @@ def read_image(data: bytes, name: str = "upload") -> tuple[np.ndarray, list[str]
         pixels, conversions = to_rgb(image)
     except (OSError, ValueError, SyntaxError) as error:  # truncated or corrupt data
         raise UnreadableImage(f"{name} is damaged and cannot be decoded ({error}).") from None
+    if image.format in ("JPEG", "MPO") and (damage := jpeg_damage(data)):
+        raise UnreadableImage(
+            f"{name} has damaged JPEG data (libjpeg: {damage}): parts of it would be shown to the "
+            "model as garbled pixels. Upload an undamaged copy."
+        )
     return pixels, notes + conversions
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -158,20 +159,27 @@ def check_split(frame: pd.DataFrame) -> None:
 def write_manifest(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write the split as a CSV manifest (path, label, group, split, ...), atomically.
 
-    A JSON sidecar (``manifest.json``) records where the data came from and whether it is
-    synthetic, so that later chapters can label their numbers.
+    The image paths are stored relative to the folder that holds them all (``root`` in the
+    JSON sidecar, ``manifest.json``), so moving the data and running the data chapter again
+    writes the same manifest, with the same hash, and an interrupted training run still resumes.
+    The sidecar also records where the data came from and whether it is synthetic, so that
+    later chapters can label their numbers.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    absolute = [os.path.abspath(value) for value in frame["path"]]
+    root = os.path.commonpath([os.path.dirname(value) for value in absolute]) if absolute else ""
     source = {
+        "root": root,
         "data_dir": frame.attrs.get("data_dir"),
         "synthetic": bool(frame.attrs.get("synthetic", False)),
         "skipped_files": int(len(frame.attrs.get("skipped", []))),
         "images": int(len(frame)),
     }
+    relative = frame.assign(path=[Path(os.path.relpath(value, root)).as_posix() for value in absolute])
     for target, text in (
         (path.with_suffix(".json"), json.dumps(source, indent=2)),
-        (path, frame.to_csv(index=False)),
+        (path, relative.to_csv(index=False)),
     ):
         temporary = target.with_suffix(target.suffix + ".tmp")
         temporary.write_text(text)
@@ -180,7 +188,8 @@ def write_manifest(frame: pd.DataFrame, path: str | Path) -> Path:
 
 
 def read_manifest(path: str | Path) -> pd.DataFrame:
-    """Read a manifest written by :func:`write_manifest`, naming the notebook that writes it."""
+    """Read a manifest written by :func:`write_manifest`, naming the notebook that writes it.
+    The ``path`` column comes back as full paths under the sidecar's ``root``."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
@@ -194,6 +203,16 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     missing = {"path", "label", "split"} - set(frame.columns)
     if missing:
         raise ValueError(f"Manifest {path} lacks the column(s) {sorted(missing)}.")
+    root = frame.attrs.get("root")
+    if root is None:  # written before paths were relative: they are absolute already
+        return frame
+    if not Path(root).is_dir():
+        raise FileNotFoundError(
+            f"The images of {path} were under {root}, which does not exist now. If the data "
+            "moved, run the data notebook again with data_dir pointing at its new place: the "
+            "split and its hash stay the same, so training resumes."
+        )
+    frame["path"] = [os.path.join(root, value) for value in frame["path"]]
     return frame
 
 
