@@ -55,7 +55,7 @@ test-fast: $(STAMP)
 	$(PYTHON) -m pytest -m "not slow" --durations=10
 
 cases: $(STAMP)
-	$(PYTHON) -m pytest -m case --cases-table book/generated/bad_input_cases.md
+	$(PYTHON) -m pytest -m case --cases-table=book/generated/bad_input_cases.md
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks notebooks tools

@@ -154,7 +154,7 @@ def case_rows(items) -> list[dict]:
     return list(rows.values())
 
 
-def pytest_sessionfinish(session):
+def pytest_sessionfinish(session, exitstatus):
     target = session.config.getoption("--cases-table")
     if not target:
         return
@@ -162,11 +162,14 @@ def pytest_sessionfinish(session):
     for row in rows:
         outcomes = CASE_OUTCOMES.get(row["test"], ["not run"])
         row["result"] = "passed" if set(outcomes) == {"passed"} else ", ".join(sorted(set(outcomes)))
+    if exitstatus == pytest.ExitCode.INTERRUPTED or any(row["result"] == "not run" for row in rows):
+        print(f"\nNot all cases ran: {target} was left as it was.")  # a partial run never replaces it
+        return
     rows.sort(key=lambda row: (str(row["item"]).zfill(3), row["test"]))
     good = sum(row["result"] == "passed" for row in rows)
     lines = [
         f"{len(rows)} cases tried, {good} behaving as described (their tests passed): "
-        "`make cases`, which runs `pytest -m case --cases-table book/generated/bad_input_cases.md`.",
+        "`make cases`, which runs `pytest -m case --cases-table=book/generated/bad_input_cases.md`.",
         "",
         "| item | case | behaviour | test | result |",
         "|---|---|---|---|---|",

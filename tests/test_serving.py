@@ -156,6 +156,25 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale_not_in_full():
     assert tuple(pixels[900, 1200]) == pytest.approx((90, 20, 40), abs=3)
 
 
+@pytest.mark.case(
+    10,
+    "large PNG uploads, 8-bit grey, RGB and 16-bit (2100 px a side here, 40 megapixels in the benchmark)",
+    "shrunk by whole factors in their own mode before any conversion (peak memory "
+    "benchmarks/upload_memory.py)",
+)
+@pytest.mark.parametrize("mode", ["L", "RGB", "I;16"])
+def test_a_large_png_is_reduced_before_it_is_converted(mode):
+    y, x = np.mgrid[0:2100, 0:2100]
+    pixels = ((x // 30 + y // 30) % 2 * 200 + 20).astype("uint8")
+    image = Image.fromarray(pixels.astype("uint16") * 256) if mode == "I;16" else Image.fromarray(pixels)
+    decoded, notes = serving.read_image(encode(image.convert(mode) if mode == "RGB" else image), "big.png")
+    assert decoded.shape == (1050, 1050, 3), "reduced by 2: the shorter side stays above DECODE_SIDE"
+    assert any("reduced to 1050x1050 px" in note for note in notes)
+    halved = pixels.reshape(1050, 2, 1050, 2).mean(axis=(1, 3))
+    scale = 255 / (220 * 256) * 256 if mode == "I;16" else 1  # 16 bits are scaled by their maximum
+    assert np.abs(decoded[..., 0] - halved * scale).max() <= 2
+
+
 @pytest.mark.case("kept", "an upload over 20 MB or over the pixel limit", "refused before decoding")
 def test_oversized_uploads_are_refused_before_decoding(monkeypatch):
     with pytest.raises(serving.UnreadableImage, match=r"the limit is 20 MB"):
@@ -236,6 +255,35 @@ def test_a_model_that_would_run_code_is_refused_by_safe_mode(tmp_path):
     keras.Model(inputs, outputs).save(tmp_path / "model.keras")
     (tmp_path / "model.json").write_text(json.dumps({"class_names": ["a", "b"], "image_size": [8, 8]}))
     with pytest.raises(serving.ModelUnavailable, match="safe mode"):
+        serving.load_bundle(tmp_path)
+
+
+@pytest.mark.case(
+    "kept",
+    "a model.keras whose config names a function outside Keras (os.system as an activation)",
+    "refused: Keras cannot locate it in safe mode; nothing runs",
+)
+def test_a_model_config_naming_a_function_outside_keras_is_refused(tmp_path):
+    import zipfile
+
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Dense(1, activation="sigmoid")(keras.layers.Flatten()(inputs))
+    keras.Model(inputs, outputs).save(tmp_path / "clean.keras")
+    with zipfile.ZipFile(tmp_path / "clean.keras") as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    gadget = {"module": "os", "class_name": "function", "config": "system", "registered_name": "function"}
+    config = (
+        files["config.json"]
+        .decode()
+        .replace('"activation": "sigmoid"', json.dumps({"activation": gadget})[1:-1])
+    )
+    assert '"os"' in config
+    files["config.json"] = config.encode()
+    with zipfile.ZipFile(tmp_path / "model.keras", "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    (tmp_path / "model.json").write_text(json.dumps({"class_names": ["a", "b"], "image_size": [8, 8]}))
+    with pytest.raises(serving.ModelUnavailable, match="Could not locate function 'system'"):
         serving.load_bundle(tmp_path)
 
 

@@ -222,6 +222,31 @@ def test_a_failed_run_keeps_the_previous_model(tiny_split, tmp_path):
 
 
 @pytest.mark.case(
+    "kept",
+    "a full disk while the trained model is exported",
+    "the error reaches the caller; the previous model.keras and model.json kept",
+)
+def test_a_full_disk_at_export_keeps_the_previous_model(tiny_split, tmp_path, monkeypatch):
+    import errno
+
+    (tmp_path / "model.keras").write_bytes(b"the good model")
+    (tmp_path / "model.json").write_text(json.dumps({"good": True}))
+
+    def no_space(self, path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(keras.Model, "save", no_space)
+    model, base = small_model()
+    train_ds, val_ds = datasets(tiny_split)
+    with pytest.raises(OSError, match="No space left"):
+        training.train_two_phase(
+            model, base, train_ds, val_ds, tmp_path, 2, training.Recipe(epochs_frozen=1, epochs_finetune=0)
+        )
+    assert (tmp_path / "model.keras").read_bytes() == b"the good model"
+    assert json.loads((tmp_path / "model.json").read_text()) == {"good": True}
+
+
+@pytest.mark.case(
     1,
     "a run whose loss turns NaN (learning_rate=1e30) over a good export",
     "training stops with TrainingDiverged ('Lower the learning rate'); model.keras, model.json kept, no "

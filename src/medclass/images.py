@@ -38,7 +38,7 @@ def to_rgb(image: Image.Image) -> tuple[np.ndarray, list[str]]:
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
         notes.append("palette colours expanded to RGB")
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        pixels = np.asarray(image, dtype="float64")
+        pixels = np.asarray(image, dtype="float32")
         pixels = pixels / max(pixels.max(), 1) * 255
         image = Image.fromarray(pixels.round().astype("uint8"), "L")
         notes.append("scaled from more than 8 bits per pixel")
