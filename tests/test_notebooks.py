@@ -86,7 +86,11 @@ def test_skeleton(notebook):
     assert code[1].source.rstrip().endswith("print_versions()"), "imports end with the printed versions"
     assert "parameters" in code[2].metadata.get("tags", [])
     assert code[3].source.startswith("parameters.check(globals())"), "parameters checked before any work"
-    assert code[4].source.startswith("seed_everything(seed)")
+    rest = code[4:]
+    if rest[0].source.startswith("# Colab only: keep_on_drive"):  # chapters that write to output_dir
+        assert 'if keep_on_drive and "google.colab" in sys.modules' in rest[0].source
+        rest = rest[1:]
+    assert rest[0].source.startswith("seed_everything(seed)")
     assert any(re.search(r"^## Summary", c.source, re.M) for c in cells if c.cell_type == "markdown")
     for cell in code:
         assert "\ndef " not in f"\n{cell.source}", f"{path.name} defines a function: it belongs in src/"

@@ -173,3 +173,8 @@ def check(namespace: dict) -> None:
             + "\nFix them in the profile (notebooks/profiles/), the papermill -p option, or the "
             "parameters cell."
         )
+
+
+def values(namespace: dict) -> dict:
+    """The parameters in ``namespace`` (a notebook's ``globals()``), by name."""
+    return {name: namespace[name] for name in CHECKS if name in namespace}

@@ -1,0 +1,171 @@
+"""What a chapter needs from the chapters before it, made here when it is missing.
+
+Each badge opens a chapter in a fresh runtime: the training chapter finds no split there, the
+evaluation chapter no model. :func:`split_for` and :func:`model_for` return what ``output_dir``
+holds, or make it with the library calls the earlier chapter makes (the data chapter's split; the
+training chapter's model, trained with the chapter's own parameters) and say so in one line. A
+split made here is byte for byte the data chapter's (``tests/test_prerequisites.py``).
+
+Used by the training and evaluation chapters of both case studies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from medclass import audit, augment, data, models, pipeline, splits, training
+
+SPLIT_CHAPTER = {"brain_mri": "brain_01_data", "ham10000": "skin_01_data"}
+TRAINING_CHAPTER = {"brain_mri": "brain_02_training", "ham10000": "skin_02_training"}
+BRAIN_CLASSES = ["Healthy", "Tumor"]
+
+
+def brain_frames(data_dir, synthetic: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """brain-tumor-mri, and Br35H's tumour slices that are not copies of its images, grouped
+    into one partition of duplicates (the brain data chapter's sections on copies and on Br35H)."""
+    frame = data.load_dataset("brain_mri", data_dir, synthetic_data=synthetic)
+    external = data.load_dataset("br35h", data_dir, synthetic_data=synthetic)
+    hashes = audit.perceptual_hashes(frame["path"])
+    external_hashes = audit.perceptual_hashes(external["path"])
+    frame, new_images, _ = audit.without_copies(frame, hashes, external, external_hashes)
+    return frame, new_images[new_images["label"] == "Tumor"]
+
+
+def brain_split(frame, new_tumours, *, seed: int, max_images, br35h_in_training: bool) -> pd.DataFrame:
+    """brain-tumor-mri 80/10/10 by duplicate group, and Br35H's new tumours held out (half of
+    them in training when ``br35h_in_training``): the brain data chapter's last step."""
+    frame = splits.cap_images(frame, max_images, seed)
+    new_tumours = splits.cap_images(new_tumours, max_images and max(10, max_images // 5), seed)
+    internal = splits.split_frame(frame, val_fraction=0.1, test_fraction=0.1, seed=seed)
+    held_out = splits.split_external(new_tumours, in_training=br35h_in_training, seed=seed)
+    joined = splits.join_frames(internal, held_out)
+    splits.check_split(joined)
+    return joined
+
+
+def skin_frame(data_dir, synthetic: bool) -> pd.DataFrame:
+    """HAM10000 with lesions joined to their near-copies (the skin data chapter's duplicate section)."""
+    frame = data.load_dataset("ham10000", data_dir, synthetic_data=synthetic)
+    hashes = audit.perceptual_hashes(frame["path"])
+    return frame.assign(group=audit.duplicate_groups(frame, hashes, audit.NEAR_DUPLICATE_BITS).to_numpy())
+
+
+def skin_split(frame, *, seed: int, max_images) -> pd.DataFrame:
+    """70/15/15 by lesion group: the skin data chapter's last step."""
+    frame = splits.cap_images(frame, max_images, seed)
+    frame = splits.split_frame(frame, val_fraction=0.15, test_fraction=0.15, seed=seed)
+    splits.check_split(frame)
+    return frame
+
+
+def split_for(
+    dataset: str, run_dir, *, data_dir, synthetic, seed, max_images, br35h_in_training=True
+) -> Path:
+    """The manifest in ``run_dir``; when there is none, the data chapter's split made and written."""
+    manifest = Path(run_dir) / "manifest.csv"
+    if manifest.exists():
+        return manifest
+    if dataset == "brain_mri":
+        frame, new_tumours = brain_frames(data_dir, synthetic)
+        frame = brain_split(
+            frame, new_tumours, seed=seed, max_images=max_images, br35h_in_training=br35h_in_training
+        )
+    elif dataset == "ham10000":
+        frame = skin_split(skin_frame(data_dir, synthetic), seed=seed, max_images=max_images)
+    else:
+        raise ValueError(f"No data chapter makes a split of {dataset!r}; use 'brain_mri' or 'ham10000'.")
+    splits.write_manifest(frame, manifest)
+    print(
+        f"No split in {Path(run_dir)}: made it as {SPLIT_CHAPTER[dataset]} does "
+        f"({len(frame)} images, seed {seed}) and wrote {manifest}."
+    )
+    return manifest
+
+
+def model_for(dataset: str, run_dir, settings: dict):
+    """The model in ``run_dir`` and its ``model.json``; when there is none, the training chapter's
+    model trained with ``settings`` (the chapter's parameters), as that chapter trains it."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "model.keras").exists():
+        print(
+            f"No model in {run_dir}: training one as {TRAINING_CHAPTER[dataset]} does, with this "
+            f"chapter's parameters ({settings['epochs_frozen']} + {settings['epochs_finetune']} epochs)."
+        )
+        train(dataset, run_dir, settings)
+    return training.load_model(run_dir)
+
+
+def train(dataset: str, run_dir: Path, settings: dict) -> training.TrainingResult:
+    """The training chapter's cells without their figures and tables: datasets, model, class
+    weights, recipe, two phases, and the metadata ``model.json`` records."""
+    from medclass import hardware
+
+    accelerator = hardware.configure()
+    manifest = run_dir / "manifest.csv"
+    frame = splits.read_manifest(manifest)
+    brain = dataset == "brain_mri"
+    class_names = BRAIN_CLASSES if brain else list(data.DATASETS[dataset].class_names)
+    size = models.image_size_for(settings["backbone"], settings["image_size"])
+    batch_size, seed = settings["batch_size"], settings["seed"]
+    train_frame = frame[frame.split == "train"]
+    policy = augment.make_augmentation(settings["augmentation"], seed, num_classes=len(class_names))
+    train_ds = pipeline.make_dataset(
+        train_frame, class_names, size, batch_size, training=True, augment=policy, seed=seed
+    )
+    plain_train_ds = pipeline.make_dataset(train_frame, class_names, size, batch_size)
+    val_ds = pipeline.make_dataset(frame[frame.split == "val"], class_names, size, batch_size)
+    with accelerator.strategy.scope():
+        model, base = models.build_classifier(
+            settings["backbone"],
+            settings["weights"],
+            size,
+            num_classes=len(class_names),
+            alpha=settings["alpha"],
+            **({"standardise": settings["standardise"]} if brain else {}),
+        )
+    class_weight = None
+    if settings["imbalance"] == "class_weight":
+        class_weight = training.balanced_class_weight(train_frame["label"], class_names)
+    recipe = training.Recipe(
+        epochs_frozen=settings["epochs_frozen"],
+        epochs_finetune=settings["epochs_finetune"],
+        learning_rate=settings["learning_rate"],
+        unfreeze_blocks=settings["unfreeze_blocks"],
+        loss="focal" if settings["imbalance"] == "focal" else "crossentropy",
+        cache_features=settings["cache_features"],
+        jit_compile=accelerator.jit_compile,
+    )
+    metadata = {
+        "class_names": class_names,
+        "image_size": list(size),
+        "threshold": 0.5 if brain else None,
+        "backbone": settings["backbone"],
+        "alpha": settings["alpha"],
+        "weights": settings["weights"],
+        "data": "real data"
+        if not frame.attrs.get("synthetic")
+        else ("synthetic phantoms" if brain else "synthetic images"),
+        "augmentation": settings["augmentation"],
+        **(
+            {"standardise": settings["standardise"], "br35h_in_training": settings["br35h_in_training"]}
+            if brain
+            else {}
+        ),
+        "manifest_sha256": splits.manifest_hash(manifest),
+    }
+    return training.train_two_phase(
+        model,
+        base,
+        train_ds,
+        val_ds,
+        run_dir,
+        num_classes=len(class_names),
+        recipe=recipe,
+        class_weight=class_weight,
+        plain_train_ds=plain_train_ds,
+        tracking_dir=settings["output_dir"],
+        batch_size=batch_size,
+        metadata=metadata,
+    )
