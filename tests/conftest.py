@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +119,20 @@ def write_evaluation(model_dir: Path, record: dict) -> Path:
 
     digest = records.model_digest(Path(model_dir) / "model.keras")
     return records.write_json(Path(model_dir) / "evaluation.json", {**record, "model_sha256": digest})
+
+
+@pytest.fixture(scope="session")
+def demo_book(tmp_path_factory):
+    """Run `make book`'s runner once, demo profile, into a temporary build folder."""
+    build_dir = tmp_path_factory.mktemp("build")
+    result = subprocess.run(
+        [sys.executable, "-m", "medclass.book", "--profile", "demo", "--build-dir", str(build_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return build_dir, result.stdout + result.stderr
 
 
 # The bad-input cases (issue 16) ---------------------------------------------------------------

@@ -22,8 +22,10 @@ DISTRIBUTIONS = {
     "keras_cv": "keras-cv",
     "IPython": "ipython",
 }
-# Imported only under the Keras backend of the same name, which its user has installed.
+# Imported only under the Keras backend of the same name, which its user has installed; and
+# google.colab, imported only in Colab, which provides it.
 BACKENDS = {"jax"}
+COLAB = {"google"}
 
 
 def declared() -> dict[str, set[str]]:
@@ -45,7 +47,7 @@ def third_party(tree: ast.AST) -> set[str]:
             modules |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             modules.add(node.module.split(".")[0])
-    return {m for m in modules if m not in sys.stdlib_module_names and m != "medclass"} - BACKENDS
+    return {m for m in modules if m not in sys.stdlib_module_names and m != "medclass"} - BACKENDS - COLAB
 
 
 def medclass_modules(tree: ast.AST) -> set[str]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -168,20 +166,6 @@ def test_a_failing_notebook_names_itself_and_the_cell(tmp_path, monkeypatch):
         book.execute_notebook(source, target, {})
     assert target.read_text() == "previous good copy"
     assert (tmp_path / "out" / "failing.failed.ipynb").exists()
-
-
-@pytest.fixture(scope="session")
-def demo_book(tmp_path_factory):
-    """Run `make book`'s runner once, demo profile, into a temporary build folder."""
-    build_dir = tmp_path_factory.mktemp("build")
-    result = subprocess.run(
-        [sys.executable, "-m", "medclass.book", "--profile", "demo", "--build-dir", str(build_dir)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return build_dir, result.stdout + result.stderr
 
 
 @pytest.mark.slow

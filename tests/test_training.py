@@ -201,24 +201,34 @@ def test_a_changed_recipe_starts_afresh(tiny_split, tmp_path):
     assert counter.epochs == [0, 1, 2] and result.resumed_phases == []
 
 
+ONE_EPOCH = training.Recipe(epochs_frozen=1, epochs_finetune=0)
+
+
+def write_good_export(folder):
+    """An export from an earlier, good run, which no failed run may replace."""
+    (folder / "model.keras").write_bytes(b"the good model")
+    (folder / "model.json").write_text(json.dumps({"good": True}))
+
+
+def assert_good_export_kept(folder):
+    assert (folder / "model.keras").read_bytes() == b"the good model"
+    assert json.loads((folder / "model.json").read_text()) == {"good": True}
+
+
 @pytest.mark.case(
     "kept",
     "a run that fails part-way (a validation image missing)",
     "the previous model.keras and model.json kept",
 )
 def test_a_failed_run_keeps_the_previous_model(tiny_split, tmp_path):
-    (tmp_path / "model.keras").write_bytes(b"the good model")
-    (tmp_path / "model.json").write_text(json.dumps({"good": True}))
+    write_good_export(tmp_path)
     broken = tiny_split.copy()
     broken.loc[broken.split == "val", "path"] = "/nonexistent/image.jpg"
     model, base = small_model()
     train_ds, val_ds = datasets(broken)
     with pytest.raises(Exception, match="nonexistent"):
-        training.train_two_phase(
-            model, base, train_ds, val_ds, tmp_path, 2, training.Recipe(epochs_frozen=1, epochs_finetune=0)
-        )
-    assert (tmp_path / "model.keras").read_bytes() == b"the good model"
-    assert json.loads((tmp_path / "model.json").read_text()) == {"good": True}
+        training.train_two_phase(model, base, train_ds, val_ds, tmp_path, 2, ONE_EPOCH)
+    assert_good_export_kept(tmp_path)
 
 
 @pytest.mark.case(
@@ -229,8 +239,7 @@ def test_a_failed_run_keeps_the_previous_model(tiny_split, tmp_path):
 def test_a_full_disk_at_export_keeps_the_previous_model(tiny_split, tmp_path, monkeypatch):
     import errno
 
-    (tmp_path / "model.keras").write_bytes(b"the good model")
-    (tmp_path / "model.json").write_text(json.dumps({"good": True}))
+    write_good_export(tmp_path)
 
     def no_space(self, path, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
@@ -239,11 +248,8 @@ def test_a_full_disk_at_export_keeps_the_previous_model(tiny_split, tmp_path, mo
     model, base = small_model()
     train_ds, val_ds = datasets(tiny_split)
     with pytest.raises(OSError, match="No space left"):
-        training.train_two_phase(
-            model, base, train_ds, val_ds, tmp_path, 2, training.Recipe(epochs_frozen=1, epochs_finetune=0)
-        )
-    assert (tmp_path / "model.keras").read_bytes() == b"the good model"
-    assert json.loads((tmp_path / "model.json").read_text()) == {"good": True}
+        training.train_two_phase(model, base, train_ds, val_ds, tmp_path, 2, ONE_EPOCH)
+    assert_good_export_kept(tmp_path)
 
 
 @pytest.mark.case(
@@ -253,15 +259,13 @@ def test_a_full_disk_at_export_keeps_the_previous_model(tiny_split, tmp_path, mo
     "history.csv written",
 )
 def test_a_diverging_run_raises_and_keeps_the_previous_model(tiny_split, tmp_path):
-    (tmp_path / "model.keras").write_bytes(b"the good model")
-    (tmp_path / "model.json").write_text(json.dumps({"good": True}))
+    write_good_export(tmp_path)
     model, base = small_model()
     train_ds, val_ds = datasets(tiny_split)
     recipe = training.Recipe(epochs_frozen=2, epochs_finetune=1, learning_rate=1e30)
     with pytest.raises(training.TrainingDiverged, match="Lower the learning rate"):
         training.train_two_phase(model, base, train_ds, val_ds, tmp_path, 2, recipe)
-    assert (tmp_path / "model.keras").read_bytes() == b"the good model"
-    assert json.loads((tmp_path / "model.json").read_text()) == {"good": True}
+    assert_good_export_kept(tmp_path)
     assert not (tmp_path / "history.csv").exists()
 
 
