@@ -43,6 +43,9 @@ def test_a_plain_class_folder_is_evaluated_into_a_report(saved_model, synthetic_
     assert len(predictions) == 30 and set(predictions["predicted"]) <= set(CLASS_NAMES)
     card = (tmp_path / "report" / "model_card.md").read_text()
     assert "not a medical device" in card and "2 files skipped" in card and "| accuracy |" in card
+    skipped = pd.read_csv(tmp_path / "report" / "skipped.csv")
+    assert sorted(Path(path).name for path in skipped["path"]) == ["notes.txt", "tiny.png"]
+    assert skipped["reason"].str.len().min() > 0
     # The report's accuracy is the model's own, recomputed independently.
     model, _ = training.load_model(saved_model)
     y, p = evaluation.predict_probabilities(
