@@ -73,6 +73,7 @@ def test_progressive_unfreezing_splits_the_fine_tuning_epochs():
         training.Recipe(epochs_finetune=2, unfreeze_blocks=[1, 2, 3])
 
 
+@pytest.mark.slow
 def test_multiclass_focal_loss_and_cached_features(tmp_path):
     """Seven classes, one-hot labels, focal loss, phase 1 on cached features, three stages."""
     from medclass.synthetic_skin import write_synthetic_ham10000
@@ -129,6 +130,7 @@ class EpochCounter(keras.callbacks.Callback):
         self.epochs.append(epoch)
 
 
+@pytest.mark.slow
 @pytest.mark.case("kept", "a run interrupted mid-phase", "the next run resumes where it stopped")
 def test_an_interrupted_run_resumes_where_it_stopped(tiny_split, tmp_path):
     train_ds, val_ds = datasets(tiny_split)
@@ -173,6 +175,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(tiny_split, tmp_path):
     assert steps == [1, 2, 3, 4, 5], "each epoch logged once, before and after the interruption"
 
 
+@pytest.mark.slow
 def test_a_changed_recipe_starts_afresh(tiny_split, tmp_path):
     train_ds, val_ds = datasets(tiny_split)
     model, base = small_model()
@@ -269,6 +272,7 @@ def test_a_diverging_run_raises_and_keeps_the_previous_model(tiny_split, tmp_pat
     assert not (tmp_path / "history.csv").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("predecessor", [False, True], ids=["first-backup", "with-predecessor"])
 @pytest.mark.case(
     2,
@@ -306,6 +310,7 @@ def test_too_many_blocks_to_unfreeze_fail_before_training(tiny_split, tmp_path):
     assert counter.epochs == [] and not (tmp_path / "work").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.case(
     2,
     "a kill while the backup's epoch record is written (training_metadata.json cut short)",
@@ -347,3 +352,42 @@ def test_missing_model_names_the_notebook(tmp_path):
 def test_balanced_class_weight():
     weights = training.balanced_class_weight(pd.Series(["Tumor"] * 75 + ["Healthy"] * 25), CLASS_NAMES)
     assert weights == pytest.approx({0: 2.0, 1: 2 / 3})
+
+
+def test_the_phases_one_by_one_as_the_training_chapters_write_them(tiny_split, tmp_path):
+    """freeze → fit → unfreeze → fit → finish, with the mistakes a reader can make refused by
+    name, and a cell run again in the same process after an interruption resuming."""
+    train_ds, val_ds = datasets(tiny_split)
+    recipe = training.Recipe(epochs_frozen=1, epochs_finetune=2, unfreeze_blocks=2, patience=10)
+    frozen, fine_tune = recipe.phases()
+    model, base = small_model()
+    run = training.Run(model, base, tmp_path, 2, recipe, callbacks=[Interrupt(at_epoch=2)])
+    base.trainable = True  # a reader's slip: the whole backbone open in the frozen phase
+    with pytest.raises(ValueError, match="trains the head alone, but .* trainable weights"):
+        run.fit(frozen, train_ds, val_ds)
+    with pytest.raises(ValueError, match="'fine-tune' is out of turn: the recipe's next phase is frozen"):
+        run.fit(fine_tune, train_ds, val_ds)
+    with pytest.raises(ValueError, match="0 of the recipe's 2 phases are fitted"):
+        run.finish()
+    base.trainable = False
+    assert run.fit(frozen, train_ds, val_ds)["epoch"].tolist() == [1]
+    with pytest.raises(ValueError, match="fine-tunes 2 blocks, but .* is frozen"):
+        run.fit(fine_tune, train_ds, val_ds)
+    models.unfreeze_top_blocks(base, fine_tune.unfreeze_blocks)
+    with pytest.raises(KeyboardInterrupt):
+        run.fit(fine_tune, train_ds, val_ds)  # interrupted at its second epoch
+    with pytest.raises(RuntimeError, match="make a new training.Run"):
+        run.fit(fine_tune, train_ds, val_ds)
+    assert not (tmp_path / "model.keras").exists()
+
+    # The cell run again: the same model object, a new Run that takes the folder over.
+    counter = EpochCounter()
+    again = training.Run(model, base, tmp_path, 2, recipe, callbacks=[counter])
+    for phase in recipe.phases():
+        training.set_trainable(base, phase)
+        again.fit(phase, train_ds, val_ds)
+    result = again.finish()
+    assert counter.epochs == [2], "the frozen phase read back, fine-tuning resumed at its second epoch"
+    assert result.resumed_phases == ["frozen"]
+    assert result.history["phase"].tolist() == ["frozen", "fine-tune", "fine-tune"]
+    assert (tmp_path / "model.keras").exists() and not (tmp_path / "work").exists()

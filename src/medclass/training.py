@@ -1,12 +1,17 @@
 """Two-phase transfer learning: train the head on a frozen backbone, then fine-tune its top.
 
-Defined in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb); progressive
+First used in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb); progressive
 unfreezing, the focal loss and MLflow tracking in "Skin lesions: training".
 
+The pieces a chapter calls one by one: :class:`Recipe` (the knobs, and its
+:meth:`~Recipe.phases`), :func:`set_trainable` (freeze, or unfreeze the top blocks),
+:func:`compile_for`, and :class:`Run`, which fits the phases in turn and exports the model.
+:func:`train_two_phase` is that loop as one call.
+
 A run survives interruption: each phase's epochs are backed up (``BackupAndRestore``) in
-``<run_dir>/work``, finished phases are recorded there, and calling :func:`train_two_phase`
-again with the same model, data and recipe resumes where the run stopped. Only a finished run
-replaces ``model.keras``, ``history.csv`` and ``model.json``.
+``<run_dir>/work``, finished phases are recorded there, and a new :class:`Run` with the same
+model, data and recipe skips the phases done and resumes the one that stopped. Only a finished
+run replaces ``model.keras``, ``history.csv`` and ``model.json``.
 """
 
 from __future__ import annotations
@@ -232,26 +237,275 @@ def _read_history(path: Path, phase: str) -> pd.DataFrame:
     return frame
 
 
-def _holding_the_run_folder(train):
-    """Run ``train`` holding its ``run_dir``'s lock: a second run into the same folder is refused
-    at once (:class:`medclass.runtime.FolderBusy`) instead of deleting the first one's files."""
-    import functools
-    import inspect
-
-    from medclass.runtime import folder_lock
-
-    signature = inspect.signature(train)
-
-    @functools.wraps(train)
-    def locked(*args, **kwargs):
-        run_dir = Path(signature.bind(*args, **kwargs).arguments["run_dir"])
-        with folder_lock(run_dir / ".training.lock", wait=False, what=f"The run folder {run_dir}"):
-            return train(*args, **kwargs)
-
-    return locked
+def set_trainable(backbone: keras.Model, phase: Phase) -> None:
+    """Freeze ``backbone`` for the frozen phase; unfreeze its top ``phase.unfreeze_blocks``
+    blocks (their BatchNormalization layers stay frozen) for a fine-tuning phase."""
+    if phase.unfreeze_blocks == 0:
+        backbone.trainable = False
+    else:
+        unfreeze_top_blocks(backbone, phase.unfreeze_blocks)
 
 
-@_holding_the_run_folder
+_RUNS_HOLDING: dict[Path, Run] = {}  # run folder -> the Run of this process that holds its lock
+
+
+class Run:
+    """A resumable training run in ``run_dir``: fit its phases one by one, then :meth:`finish`.
+
+    The lock on ``run_dir`` is taken here, so a second process training into the same folder
+    is refused at once (:class:`medclass.runtime.FolderBusy`); a new ``Run`` of the same folder
+    in this process (a notebook cell run again) takes it over. What a phase needs to resume is
+    kept in ``run_dir / "work"``: the epoch backups, the phases done, the best checkpoint. A
+    ``Run`` made again with the same model, data and recipe skips the phases done and resumes
+    the one that was interrupted. Only :meth:`finish` writes ``model.keras``, ``history.csv``
+    and ``model.json``. With ``tracking_dir`` (usually ``output_dir``) parameters, per-epoch
+    metrics and the final model go to MLflow (see :mod:`medclass.tracking`); ``callbacks`` are
+    added to every ``fit``.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        backbone: keras.Model,
+        run_dir: str | Path,
+        num_classes: int,
+        recipe: Recipe,
+        *,
+        class_weight: dict[int, float] | None = None,
+        metadata: dict | None = None,
+        plain_train_ds=None,
+        tracking_dir: str | Path | None = None,
+        callbacks: list | None = None,
+        batch_size: int = 32,
+    ):
+        from medclass.models import backbone_blocks
+
+        wanted = max(phase.unfreeze_blocks for phase in recipe.phases())
+        available = len(backbone_blocks(backbone)) - 1 if wanted else 0  # the stem is not a block
+        if wanted > available:  # found before phase 1 trains, not after
+            raise ValueError(
+                f"unfreeze_blocks={recipe.unfreeze_blocks}: {backbone.name} has {available} blocks; "
+                f"use 0 to {available}."
+            )
+        self.metadata = dict(metadata or {})
+        if "class_names" in self.metadata:  # the model.json this run will write must be readable
+            records.check_model_info(self.metadata, "metadata")
+        self.model, self.backbone, self.num_classes, self.recipe = model, backbone, num_classes, recipe
+        self.class_weight, self.plain_train_ds, self.batch_size = class_weight, plain_train_ds, batch_size
+        self.callbacks = list(callbacks or [])
+        self.run_dir, self.work_dir = Path(run_dir), Path(run_dir) / "work"
+        self.histories: list[pd.DataFrame] = []
+        self.failed: BaseException | None = None
+        self._lock = contextlib.ExitStack()
+        self._hold_the_folder()
+        try:
+            self._start(tracking_dir)
+        except BaseException:
+            self._let_go()
+            raise
+
+    def _hold_the_folder(self) -> None:
+        from medclass.runtime import folder_lock
+
+        key = self.run_dir.resolve()
+        if key in _RUNS_HOLDING:
+            _RUNS_HOLDING[key]._let_go()
+        self._lock.enter_context(
+            folder_lock(self.run_dir / ".training.lock", wait=False, what=f"The run folder {self.run_dir}")
+        )
+        _RUNS_HOLDING[key] = self
+
+    def _let_go(self) -> None:
+        self._lock.close()
+        if _RUNS_HOLDING.get(self.run_dir.resolve()) is self:
+            del _RUNS_HOLDING[self.run_dir.resolve()]
+
+    def _start(self, tracking_dir) -> None:
+        from medclass.tracking import Tracker
+
+        self.state_path = self.work_dir / "state.json"
+        fingerprint = _fingerprint(self.model, self.num_classes, self.recipe, self.metadata)
+        state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        if state.get("fingerprint") != fingerprint:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+            self.work_dir.mkdir(parents=True)
+            state = {"fingerprint": fingerprint, "done": [], "best_val_loss": None, "mlflow_run_id": None}
+        self.state, self.resumed = state, list(state["done"])
+        self.tracker = None
+        if tracking_dir is not None:
+            self.tracker = Tracker(
+                tracking_dir,
+                run_name=f"{self.run_dir.name}-{self.metadata.get('backbone', self.model.name)}",
+                run_id=state["mlflow_run_id"],
+            )
+            if state["mlflow_run_id"] is not None:
+                self.tracker.client.update_run(self.tracker.run_id, status="RUNNING")  # resumed
+            else:
+                self.tracker.log_params(
+                    {**asdict(self.recipe), **self.metadata, "num_classes": self.num_classes}
+                )
+                self.tracker.set_tags({"dataset": self.run_dir.name, "data": self.metadata.get("data", "")})
+            state["mlflow_run_id"] = self.tracker.run_id
+        _save_state(self.state_path, state)
+        self.best_weights = self.work_dir / "best.weights.h5"
+        if self.resumed and self.best_weights.exists():
+            _load_weights(self.model, self.best_weights)
+
+    @property
+    def epoch(self) -> int:
+        """Epochs trained so far, over all phases."""
+        return int(self.histories[-1]["epoch"].max()) if self.histories else 0
+
+    def fit(self, phase: Phase, train_ds, val_ds) -> pd.DataFrame:
+        """Train ``phase`` (the next of ``recipe.phases()``), or read it back if an earlier run
+        finished it. The model is compiled at the phase's learning rate, as Keras needs after
+        trainable flags change; the best validation epoch so far is kept. Returns its history."""
+        self._check_going()
+        phases = self.recipe.phases()
+        if len(self.histories) >= len(phases) or phase != phases[len(self.histories)]:
+            expected = phases[len(self.histories)].name if len(self.histories) < len(phases) else "none"
+            raise ValueError(f"Phase {phase.name!r} is out of turn: the recipe's next phase is {expected}.")
+        index, log_path = len(self.histories), self.work_dir / f"history-{len(self.histories)}.csv"
+        if phase.name in self.state["done"]:
+            self.histories.append(_read_history(log_path, phase.name))
+            print(f"phase {phase.name}: finished by an earlier run, read back")
+            return self.histories[-1]
+        _check_trainable(self.backbone, phase)
+        extra = [keras.callbacks.CSVLogger(log_path, append=True), *self.callbacks]
+        if self.tracker is not None:
+            extra.append(self.tracker.callback())
+        try:
+            if phase.name == "frozen" and self.recipe.cache_features:
+                self._fit_cached(phase, val_ds, extra)
+            else:
+                self._fit(phase, index, train_ds, val_ds, extra)
+            if self.best_weights.exists():
+                _load_weights(self.model, self.best_weights)
+            history = _read_history(log_path, phase.name)
+            _check_converged(history, self.recipe)
+        except BaseException as error:
+            self._fail(error)
+            raise
+        self.histories.append(history)
+        self.state["done"].append(phase.name)
+        self.state["best_val_loss"] = float(pd.concat(self.histories)["val_loss"].min())
+        _save_state(self.state_path, self.state)
+        return history
+
+    def _fit(self, phase: Phase, index: int, train_ds, val_ds, extra: list) -> None:
+        compile_for(self.model, self.num_classes, phase.learning_rate, self.recipe)
+        checkpoint = keras.callbacks.ModelCheckpoint(
+            self.best_weights,
+            monitor="val_loss",
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=self.state["best_val_loss"],
+        )
+        backup = self.work_dir / f"backup-{index}"
+        _usable_backup(backup)
+        self.model.fit(
+            train_ds,
+            validation_data=weighted_validation(val_ds, self.class_weight),
+            initial_epoch=self.epoch,
+            epochs=self.epoch + phase.epochs,
+            shuffle=False,  # tf.data shuffles
+            callbacks=[
+                *_callbacks(checkpoint, self.recipe.patience),
+                # Two alternating backups: a kill while one is written leaves the other.
+                keras.callbacks.BackupAndRestore(backup, double_checkpoint=True),
+                *extra,
+            ],
+            class_weight=self.class_weight,
+            verbose=2,
+        )
+
+    def _fit_cached(self, phase: Phase, val_ds, extra: list) -> None:
+        features = _cached_features(self.model, self.work_dir, self.plain_train_ds, val_ds)
+        head = _fit_head_on_features(
+            self.model,
+            self.num_classes,
+            self.recipe,
+            phase,
+            features,
+            self.work_dir,
+            fit_options={
+                "class_weight": self.class_weight,
+                "callbacks": extra,
+                "batch_size": self.batch_size,
+            },
+        )
+        _load_weights(head, self.work_dir / "head.weights.h5")
+        self.model.save_weights(self.best_weights)
+
+    def _check_going(self) -> None:
+        if self.failed is not None:
+            raise RuntimeError(
+                f"This run stopped ({type(self.failed).__name__}: {self.failed}); make a new "
+                "training.Run (run the cell again) to resume it where it stopped."
+            )
+
+    def _fail(self, error: BaseException) -> None:
+        self.failed = error
+        if self.tracker is not None:
+            self.tracker.end("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+        self._let_go()
+
+    def finish(self) -> TrainingResult:
+        """Export the best weights' model, the history and ``model.json`` into ``run_dir`` (only
+        now, so a run that failed earlier never replaced a good model), and let the folder go."""
+        self._check_going()
+        if len(self.histories) < len(self.recipe.phases()):
+            raise ValueError(
+                f"{len(self.histories)} of the recipe's {len(self.recipe.phases())} phases are fitted; "
+                "fit the others before finish()."
+            )
+        run_dir, work_dir, tracker = self.run_dir, self.work_dir, self.tracker
+        history = pd.concat(self.histories, ignore_index=True).rename(columns={"learning_rate": "lr"})
+        metadata = {**self.metadata, "mlflow_run_id": tracker.run_id if tracker else None}
+        try:
+            self.model.save(work_dir / "model.keras")
+            history.to_csv(work_dir / "history.csv", index=False)
+            records.write_json(work_dir / "model.json", metadata)
+            for name in ARTIFACTS:
+                (work_dir / name).replace(run_dir / name)
+        except BaseException as error:
+            self._fail(error)
+            raise
+        if tracker is not None:
+            best = history.loc[history["val_loss"].idxmin()]
+            tracker.log_metrics(
+                {f"best_{key}": best[key] for key in history.columns if key.startswith("val_")}
+            )
+            for name in ARTIFACTS:
+                tracker.log_artifact(run_dir / name, "model")
+            tracker.end("FINISHED")
+        shutil.rmtree(work_dir)
+        self._let_go()
+        return TrainingResult(
+            self.model,
+            history,
+            run_dir / "model.keras",
+            run_dir / "history.csv",
+            metadata["mlflow_run_id"],
+            self.resumed,
+        )
+
+
+def _check_trainable(backbone: keras.Model, phase: Phase) -> None:
+    """The frozen phase trains the head alone; a fine-tuning phase trains backbone blocks too."""
+    trainable = len(backbone.trainable_weights)
+    if phase.unfreeze_blocks == 0 and trainable:
+        raise ValueError(
+            f"Phase {phase.name!r} trains the head alone, but {backbone.name} has {trainable} trainable "
+            "weights: set backbone.trainable = False (training.set_trainable) before fitting it."
+        )
+    if phase.unfreeze_blocks and not trainable:
+        raise ValueError(
+            f"Phase {phase.name!r} fine-tunes {phase.unfreeze_blocks} blocks, but {backbone.name} is "
+            "frozen: unfreeze them (training.set_trainable) before fitting it."
+        )
+
+
 def train_two_phase(
     model: keras.Model,
     backbone: keras.Model,
@@ -267,144 +521,28 @@ def train_two_phase(
     callbacks: list | None = None,
     batch_size: int = 32,
 ) -> TrainingResult:
-    """Phase 1 trains the head with ``backbone`` frozen; phase 2 fine-tunes its top blocks.
-
-    Every phase stops early and reduces the learning rate on validation loss (weighted by
-    ``class_weight`` like the training loss); one checkpoint across all phases keeps the
-    weights of the best validation epoch of the whole run. With
-    ``tracking_dir`` (usually ``output_dir``) parameters, per-epoch metrics and the final model
-    go to MLflow (see :mod:`medclass.tracking`). ``callbacks`` are added to every ``fit``.
-    """
-    from medclass.models import backbone_blocks
-    from medclass.tracking import Tracker
-
-    wanted = max(phase.unfreeze_blocks for phase in recipe.phases())
-    available = len(backbone_blocks(backbone)) - 1 if wanted else 0  # the stem is not a block
-    if wanted > available:  # found before phase 1 trains, not after
-        raise ValueError(
-            f"unfreeze_blocks={recipe.unfreeze_blocks}: {backbone.name} has {available} blocks; "
-            f"use 0 to {available}."
-        )
-    metadata = dict(metadata or {})
-    if "class_names" in metadata:  # the model.json this run will write must be readable
-        records.check_model_info(metadata, "metadata")
-    run_dir, work_dir = Path(run_dir), Path(run_dir) / "work"
-    state_path = work_dir / "state.json"
-    fingerprint = _fingerprint(model, num_classes, recipe, metadata)
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    if state.get("fingerprint") != fingerprint:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        work_dir.mkdir(parents=True)
-        state = {"fingerprint": fingerprint, "done": [], "best_val_loss": None, "mlflow_run_id": None}
-    resumed = list(state["done"])
-
-    tracker = None
-    if tracking_dir is not None:
-        tracker = Tracker(
-            tracking_dir,
-            run_name=f"{run_dir.name}-{metadata.get('backbone', model.name)}",
-            run_id=state["mlflow_run_id"],
-        )
-        if state["mlflow_run_id"] is not None:
-            tracker.client.update_run(tracker.run_id, status="RUNNING")  # resumed after a failure
-        else:
-            tracker.log_params({**asdict(recipe), **metadata, "num_classes": num_classes})
-            tracker.set_tags({"dataset": run_dir.name, "data": metadata.get("data", "")})
-        state["mlflow_run_id"] = tracker.run_id
-    _save_state(state_path, state)
-
-    best_weights = work_dir / "best.weights.h5"
-    if resumed and best_weights.exists():
-        _load_weights(model, best_weights)
-    histories, epoch = [], 0
-    try:
-        for index, phase in enumerate(recipe.phases()):
-            log_path = work_dir / f"history-{index}.csv"
-            if phase.name in state["done"]:
-                histories.append(_read_history(log_path, phase.name))
-                epoch = int(histories[-1]["epoch"].max())
-                continue
-            if phase.name == "frozen":
-                backbone.trainable = False
-            else:
-                unfreeze_top_blocks(backbone, phase.unfreeze_blocks)
-            extra = [keras.callbacks.CSVLogger(log_path, append=True), *(callbacks or [])]
-            if tracker is not None:
-                extra.append(tracker.callback())
-            if phase.name == "frozen" and recipe.cache_features:
-                features = _cached_features(model, work_dir, plain_train_ds, val_ds)
-                head = _fit_head_on_features(
-                    model,
-                    num_classes,
-                    recipe,
-                    phase,
-                    features,
-                    work_dir,
-                    fit_options={"class_weight": class_weight, "callbacks": extra, "batch_size": batch_size},
-                )
-                _load_weights(head, work_dir / "head.weights.h5")
-                model.save_weights(best_weights)
-            else:
-                compile_for(model, num_classes, phase.learning_rate, recipe)
-                checkpoint = keras.callbacks.ModelCheckpoint(
-                    best_weights,
-                    monitor="val_loss",
-                    save_best_only=True,
-                    save_weights_only=True,
-                    initial_value_threshold=state["best_val_loss"],
-                )
-                backup = work_dir / f"backup-{index}"
-                _usable_backup(backup)
-                model.fit(
-                    train_ds,
-                    validation_data=weighted_validation(val_ds, class_weight),
-                    initial_epoch=epoch,
-                    epochs=epoch + phase.epochs,
-                    shuffle=False,  # tf.data shuffles
-                    callbacks=[
-                        *_callbacks(checkpoint, recipe.patience),
-                        # Two alternating backups: a kill while one is written leaves the other.
-                        keras.callbacks.BackupAndRestore(backup, double_checkpoint=True),
-                        *extra,
-                    ],
-                    class_weight=class_weight,
-                    verbose=2,
-                )
-            if best_weights.exists():
-                _load_weights(model, best_weights)
-            histories.append(_read_history(log_path, phase.name))
-            _check_converged(histories[-1], recipe)
-            epoch = int(histories[-1]["epoch"].max())
-            state["done"].append(phase.name)
-            state["best_val_loss"] = float(pd.concat(histories)["val_loss"].min())
-            _save_state(state_path, state)
-    except BaseException as error:
-        if tracker is not None:
-            tracker.end("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
-        raise
-
-    history = pd.concat(histories, ignore_index=True).rename(columns={"learning_rate": "lr"})
-    metadata["mlflow_run_id"] = tracker.run_id if tracker else None
-    model.save(work_dir / "model.keras")
-    history.to_csv(work_dir / "history.csv", index=False)
-    records.write_json(work_dir / "model.json", metadata)
-    for name in ARTIFACTS:
-        (work_dir / name).replace(run_dir / name)
-    if tracker is not None:
-        best = history.loc[history["val_loss"].idxmin()]
-        tracker.log_metrics({f"best_{key}": best[key] for key in history.columns if key.startswith("val_")})
-        for name in ARTIFACTS:
-            tracker.log_artifact(run_dir / name, "model")
-        tracker.end("FINISHED")
-    shutil.rmtree(work_dir)
-    return TrainingResult(
+    """Every phase of ``recipe`` in a resumable :class:`Run`: the backbone frozen while the head
+    learns, then its top blocks fine-tuned at a lower learning rate (the training chapters
+    write this loop out). Every phase stops early and reduces the learning rate on validation
+    loss (weighted by ``class_weight`` like the training loss); one checkpoint across all
+    phases keeps the weights of the best validation epoch of the whole run."""
+    run = Run(
         model,
-        history,
-        run_dir / "model.keras",
-        run_dir / "history.csv",
-        metadata["mlflow_run_id"],
-        resumed,
+        backbone,
+        run_dir,
+        num_classes,
+        recipe,
+        class_weight=class_weight,
+        metadata=metadata,
+        plain_train_ds=plain_train_ds,
+        tracking_dir=tracking_dir,
+        callbacks=callbacks,
+        batch_size=batch_size,
     )
+    for phase in recipe.phases():
+        set_trainable(backbone, phase)
+        run.fit(phase, train_ds, val_ds)
+    return run.finish()
 
 
 def _fit_head_on_features(model, num_classes, recipe, phase, features, work_dir, fit_options) -> keras.Model:

@@ -1,6 +1,6 @@
 """Transfer learning compared with its alternatives on the same data and the same budget.
 
-Defined in chapter "Transfer learning" (notebooks/concepts_03_transfer.ipynb).
+First used in chapter "Transfer learning" (notebooks/concepts_03_transfer.ipynb).
 
 Five ways to train one backbone for a new task, each for the same number of epochs:
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import keras
 import pandas as pd
 
-from medclass import models
+from medclass import models, training
 
 STRATEGIES = (
     "random features, frozen",
@@ -52,16 +52,12 @@ class Setup:
     seed: int = 0
 
 
-def _compile(model: keras.Model, learning_rate: float) -> None:
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="binary_crossentropy",
-        metrics=["accuracy", keras.metrics.AUC(name="auc")],
-    )
-
-
 def train_strategy(strategy: str, setup: Setup, train_ds, val_ds) -> pd.DataFrame:
-    """Train one strategy; its per-epoch history with the seconds it took."""
+    """Train one strategy; its per-epoch history with the seconds it took.
+
+    The phases, their trainable flags and the compilation (AdamW, cross-entropy) are the case
+    studies' own (:mod:`medclass.training`); only early stopping is left out, so that every
+    strategy trains for the same number of epochs."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy={strategy!r}; use one of {STRATEGIES}.")
     keras.utils.set_random_seed(setup.seed)
@@ -69,31 +65,38 @@ def train_strategy(strategy: str, setup: Setup, train_ds, val_ds) -> pd.DataFram
     model, base = models.build_classifier(
         setup.backbone, setup.weights if pretrained else None, setup.image_size, 2, alpha=setup.alpha
     )
-    base.trainable = strategy == "from scratch"
-    started = time.perf_counter()
-    _compile(model, setup.learning_rate)
-    if "fine-tuned" not in strategy:
-        history = model.fit(
-            train_ds, validation_data=val_ds, epochs=setup.epochs, shuffle=False, verbose=0
-        ).history
-    else:
+    recipe = training.Recipe(learning_rate=setup.learning_rate)
+    if "fine-tuned" in strategy:
         first = setup.epochs // 2
-        history = model.fit(train_ds, validation_data=val_ds, epochs=first, shuffle=False, verbose=0).history
-        models.unfreeze_top_blocks(base, setup.unfreeze_blocks)
-        if strategy.endswith("BatchNorm training"):
+        phases = [
+            training.Phase("frozen", first, setup.learning_rate, 0),
+            training.Phase(
+                "fine-tune", setup.epochs - first, setup.learning_rate / 10, setup.unfreeze_blocks
+            ),
+        ]
+    else:
+        phases = [training.Phase(strategy, setup.epochs, setup.learning_rate, 0)]
+    started, history = time.perf_counter(), {}
+    for phase in phases:
+        if strategy == "from scratch":
+            base.trainable = True  # every layer, BatchNormalization in training mode
+        else:
+            training.set_trainable(base, phase)
+        if strategy.endswith("BatchNorm training") and phase.unfreeze_blocks:
             for layer in base.layers:  # unfreeze_top_blocks keeps BatchNormalization frozen
                 if isinstance(layer, keras.layers.BatchNormalization):
                     layer.trainable = True
-        _compile(model, setup.learning_rate / 10)
-        later = model.fit(
+        training.compile_for(model, 2, phase.learning_rate, recipe)
+        done = len(history.get("loss", []))
+        fitted = model.fit(
             train_ds,
             validation_data=val_ds,
-            epochs=setup.epochs,
-            initial_epoch=first,
+            initial_epoch=done,
+            epochs=done + phase.epochs,
             shuffle=False,
             verbose=0,
         ).history
-        history = {key: history[key] + later[key] for key in history}
+        history = {key: history.get(key, []) + fitted[key] for key in fitted}
     table = pd.DataFrame(history)
     table.insert(0, "epoch", range(1, len(table) + 1))
     table.insert(0, "strategy", strategy)
