@@ -134,3 +134,51 @@ def test_figures_render(predictions):
     stages = history.assign(phase=["frozen", "fine-tune 1", "fine-tune 2"])
     labels = [line.get_label() for line in evaluation.plot_history(stages).axes[0].lines]
     assert "fine-tune 1 starts" in labels and "fine-tune 2 starts" in labels
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+@pytest.mark.filterwarnings("ignore:F-score is ill-defined")
+def test_the_bootstraps_numpy_metrics_are_scikit_learns():
+    """The fast forms the bootstrap uses give scikit-learn's numbers: ties in the scores, classes
+    absent from the labels or the predictions, a hundred random draws."""
+    rng = np.random.default_rng(7)
+    compared = 0
+    for _ in range(100):
+        n, k = int(rng.integers(6, 60)), int(rng.integers(3, 8))
+        y = np.r_[0, 1, rng.integers(0, 2, n)]
+        scores = np.round(rng.random(len(y)), int(rng.integers(1, 4)))  # many ties
+        hard = (scores >= 0.5).astype(int)
+        t, p = rng.integers(0, k, n), rng.integers(0, k, n)
+        pairs = [
+            (evaluation.roc_auc(y, scores), metrics.roc_auc_score(y, scores)),
+            (evaluation.average_precision(y, scores), metrics.average_precision_score(y, scores)),
+            (evaluation.accuracy(y, hard), metrics.accuracy_score(y, hard)),
+            (evaluation.balanced_accuracy(t, p), metrics.balanced_accuracy_score(t, p)),
+            (evaluation.recall_of(1)(y, hard), metrics.recall_score(y, hard, zero_division=0)),
+            (evaluation.recall_of(0)(y, hard), metrics.recall_score(y, hard, pos_label=0, zero_division=0)),
+        ]
+        f1, support = evaluation.f1_scores(t, p, k)
+        labels = np.arange(k)
+        pairs += [
+            (f1.mean(), metrics.f1_score(t, p, labels=labels, average="macro", zero_division=0)),
+            (
+                np.average(f1, weights=support),
+                metrics.f1_score(t, p, labels=labels, average="weighted", zero_division=0),
+            ),
+        ]
+        t = np.r_[labels, t]  # every class present, for the one-vs-rest scores
+        probabilities = rng.dirichlet(np.ones(k), len(t))
+        pairs += [
+            (
+                evaluation.one_vs_rest(evaluation.roc_auc, k)(t, probabilities),
+                metrics.roc_auc_score(t, probabilities, multi_class="ovr", labels=labels),
+            ),
+            (
+                evaluation.one_vs_rest(evaluation.average_precision, k)(t, probabilities),
+                metrics.average_precision_score(np.eye(k)[t], probabilities, average="macro"),
+            ),
+        ]
+        for ours, theirs in pairs:
+            assert ours == pytest.approx(theirs, abs=1e-12)
+            compared += 1
+    assert compared == 1000

@@ -1,6 +1,7 @@
 """Evaluation on the held-out test split: metrics with bootstrap intervals, and figures.
 
-Defined in chapter "Brain MRI: evaluation" (notebooks/brain_03_evaluation.ipynb).
+First used in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb) (the training
+history); explained in chapter "Brain MRI: evaluation" (notebooks/brain_03_evaluation.ipynb).
 """
 
 from __future__ import annotations
@@ -86,6 +87,72 @@ def bootstrap_interval(
     return float(estimate), float(low), float(high)
 
 
+# Exact NumPy forms of scikit-learn's metrics for the bootstrap's thousand resamples: the same
+# numbers (tests/test_evaluation.py compares them), about a hundred times faster, because
+# scikit-learn checks its inputs on every call. Labels are class indices 0, 1, ...
+
+
+def recall_of(label: int):
+    """Recall of one class: sensitivity for ``label=1``, specificity for ``label=0``."""
+
+    def recall(y_true, y_pred):
+        members = y_true == label
+        return float(np.mean(y_pred[members] == label)) if members.any() else 0.0
+
+    return recall
+
+
+def accuracy(y_true, y_pred) -> float:
+    return float(np.mean(y_true == y_pred))
+
+
+def balanced_accuracy(y_true, y_pred) -> float:
+    """The mean recall over the classes present in ``y_true``."""
+    return float(np.mean([np.mean(y_pred[y_true == k] == k) for k in np.unique(y_true)]))
+
+
+def roc_auc(y_true, scores) -> float:
+    """Binary ROC-AUC as the Mann-Whitney statistic (ties count a half)."""
+    from scipy.stats import rankdata
+
+    positives = np.asarray(y_true) == 1
+    n_positive, n_negative = positives.sum(), (~positives).sum()
+    rank_sum = rankdata(scores)[positives].sum()
+    return float((rank_sum - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative))
+
+
+def average_precision(y_true, scores) -> float:
+    """Binary average precision: precision at each distinct threshold, weighted by the recall
+    it adds (scikit-learn's step-wise definition, no interpolation)."""
+    order = np.argsort(-np.asarray(scores), kind="mergesort")
+    ranked, hits = np.asarray(scores)[order], (np.asarray(y_true) == 1)[order]
+    last_of_each_score = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]
+    true_positives = np.cumsum(hits)[last_of_each_score]
+    precision = true_positives / (last_of_each_score + 1)
+    recall = true_positives / true_positives[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def f1_scores(y_true, y_pred, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class F1 (0 for a class neither present nor predicted) and per-class support."""
+    true_positives = np.bincount(y_true[y_true == y_pred], minlength=num_classes)
+    support = np.bincount(y_true, minlength=num_classes)
+    denominator = np.bincount(y_pred, minlength=num_classes) + support
+    return np.where(denominator > 0, 2 * true_positives / np.maximum(denominator, 1), 0.0), support
+
+
+def weighted_f1(y_true, y_pred, num_classes: int) -> float:
+    f1, support = f1_scores(y_true, y_pred, num_classes)
+    return float(np.average(f1, weights=support))
+
+
+def one_vs_rest(metric, num_classes: int):
+    """The macro mean of a binary score metric over the classes, each against the rest."""
+    return lambda y_true, scores: float(
+        np.mean([metric(y_true == k, scores[:, k]) for k in range(num_classes)])
+    )
+
+
 def headline_metrics(
     y_true: np.ndarray,
     probabilities: np.ndarray,
@@ -100,32 +167,24 @@ def headline_metrics(
     (one softmax row per image): accuracy, balanced accuracy, macro-F1, weighted-F1, and the
     macro one-vs-rest ROC-AUC and average precision.
     """
+    y_true = np.asarray(y_true).astype(int)
 
     def at_threshold(metric):
         return lambda labels, scores: metric(labels, predicted_labels(scores, threshold))
 
-    scores = {
-        "accuracy": at_threshold(metrics.accuracy_score),
-        "balanced accuracy": at_threshold(metrics.balanced_accuracy_score),
-    }
+    scores = {"accuracy": at_threshold(accuracy), "balanced accuracy": at_threshold(balanced_accuracy)}
     if probabilities.ndim == 1:
-        scores["sensitivity"] = at_threshold(lambda t, p: metrics.recall_score(t, p, pos_label=1))
-        scores["specificity"] = at_threshold(lambda t, p: metrics.recall_score(t, p, pos_label=0))
-        scores["ROC-AUC"] = metrics.roc_auc_score
-        scores["average precision"] = metrics.average_precision_score
+        scores["sensitivity"] = at_threshold(recall_of(1))
+        scores["specificity"] = at_threshold(recall_of(0))
+        scores["ROC-AUC"] = roc_auc
+        scores["average precision"] = average_precision
     else:
-        labels = np.arange(probabilities.shape[1])
-        scores["macro-F1"] = at_threshold(lambda t, p: metrics.f1_score(t, p, labels=labels, average="macro"))
-        scores["weighted-F1"] = at_threshold(
-            lambda t, p: metrics.f1_score(t, p, labels=labels, average="weighted")
-        )
-        if len(np.unique(y_true)) == probabilities.shape[1]:
-            scores["ROC-AUC (macro, one-vs-rest)"] = lambda t, p: metrics.roc_auc_score(
-                t, p, multi_class="ovr", average="macro", labels=labels
-            )
-            scores["average precision (macro)"] = lambda t, p: metrics.average_precision_score(
-                np.eye(len(labels))[t], p, average="macro"
-            )
+        k = probabilities.shape[1]
+        scores["macro-F1"] = at_threshold(lambda t, p: float(np.mean(f1_scores(t, p, k)[0])))
+        scores["weighted-F1"] = at_threshold(lambda t, p: weighted_f1(t, p, k))
+        if len(np.unique(y_true)) == k:
+            scores["ROC-AUC (macro, one-vs-rest)"] = one_vs_rest(roc_auc, k)
+            scores["average precision (macro)"] = one_vs_rest(average_precision, k)
     rows = []
     for name, metric in scores.items():
         estimate, low, high = bootstrap_interval(metric, y_true, probabilities, seed=seed, groups=groups)

@@ -1,6 +1,6 @@
 """Shortcut audit: what a dataset's files and pixels say about the label besides the anatomy.
 
-Defined in chapter "Brain MRI: the data" (notebooks/brain_01_data.ipynb), section "Shortcuts".
+First used in chapter "Brain MRI: the data" (notebooks/brain_01_data.ipynb), section "Shortcuts".
 
 When images of one class come from one source and images of another class from a second
 source, a classifier can score well by recognising the source: its file format, colour mode,
@@ -124,9 +124,7 @@ def shortcut_scores(
     classes) with 95% bootstrap intervals over groups, and the majority-class accuracy to
     compare with. An ROC-AUC well above 0.5 means the label can be read off the files.
     """
-    from sklearn.metrics import accuracy_score, roc_auc_score
-
-    from medclass.evaluation import bootstrap_interval
+    from medclass.evaluation import accuracy, bootstrap_interval, one_vs_rest, roc_auc
 
     if feature_sets is None:
         feature_sets = {
@@ -138,11 +136,11 @@ def shortcut_scores(
     classes = np.unique(labels)
     codes = np.searchsorted(classes, labels)
     metrics = {
-        "accuracy": lambda truth, scores: accuracy_score(truth, scores.argmax(axis=1)),
+        "accuracy": lambda truth, scores: accuracy(truth, scores.argmax(axis=1)),
         "ROC-AUC": lambda truth, scores: (
-            roc_auc_score(truth, scores[:, 1])
+            roc_auc(truth, scores[:, 1])
             if scores.shape[1] == 2
-            else roc_auc_score(truth, scores, multi_class="ovr", labels=np.arange(scores.shape[1]))
+            else one_vs_rest(roc_auc, scores.shape[1])(truth, scores)
         ),
     }
     rows = []
