@@ -18,7 +18,7 @@ help:
 	@echo "make published [PUBLISHED=cpu|full]               build _build/published/html from book/published/, no execution"
 	@echo "make app [MODEL=path/to/export]                   serve the Streamlit demo app on http://localhost:8501"
 	@echo "make test                                         the whole test suite (notebooks and book included)"
-	@echo "make test-fast                                    unit tests only, no notebook execution"
+	@echo "make test-fast                                    the tests not marked slow (minutes): no notebook, no real data"
 	@echo "make cases                                        the bad-input cases: their tests, and the appendix's table"
 	@echo "make lint                                         ruff, and notebooks free of outputs"
 	@echo "make links                                        rewrite Colab badges/install cells from _config.yml"

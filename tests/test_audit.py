@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
 from medclass import audit, synthetic
@@ -58,6 +59,7 @@ def test_audit_finds_the_copies_planted_in_the_synthetic_set(synthetic_dir):
     assert audit.cross_split_leaks(split, "split", "group", test="test", train="train") == 0
 
 
+@pytest.mark.slow
 def test_real_data_audit_and_grouped_split(real_brain_frame):
     from medclass import splits
 

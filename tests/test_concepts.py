@@ -70,6 +70,7 @@ def test_resnet50_is_counted_from_the_keras_model():
     assert stages["projection shortcuts"].sum() == 4
 
 
+@pytest.mark.slow
 def test_fine_tuning_keeps_batch_norm_statistics_unless_its_layers_are_trainable():
     """Keras 3 overrides the backbone's training=False inside fit (keras-team/keras#20285): what
     protects the ImageNet statistics is that unfreeze_top_blocks leaves BatchNormalization frozen."""
@@ -90,6 +91,7 @@ def test_fine_tuning_keeps_batch_norm_statistics_unless_its_layers_are_trainable
         assert all(changed) if batch_norm_trainable else not any(changed)
 
 
+@pytest.mark.slow
 def test_every_transfer_strategy_trains_for_the_same_budget(synthetic_dir):
     from medclass import data, pipeline, splits
 

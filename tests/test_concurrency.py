@@ -86,6 +86,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.case(
     8,
     "three runs starting MLflow in a fresh output_dir at once",

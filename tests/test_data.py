@@ -35,6 +35,7 @@ def test_synthetic_set_is_written_in_the_kaggle_layout(synthetic_dir):
     assert synthetic.read_mask(synthetic_dir, tumor["path"]).any()
 
 
+@pytest.mark.slow
 def test_synthetic_option_writes_then_reuses(tmp_path):
     frame = data.load_dataset("brain_mri", tmp_path, synthetic_data=True)
     root = tmp_path / "brain-tumor-mri"
@@ -184,6 +185,7 @@ def test_environment_variable_is_used(monkeypatch, healthy_tumor_dir):
     assert len(data.load_dataset("brain_mri", None)) == 24
 
 
+@pytest.mark.slow
 def test_real_brain_mri_dataset(real_brain_frame):
     frame = real_brain_frame
     skipped = frame.attrs["skipped"]
@@ -290,6 +292,7 @@ def test_ham10000_images_with_upper_case_suffixes_are_found(tmp_path):
     assert frame.attrs["skipped"].empty and frame["path"].str.endswith(".JPG").any()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not REAL_HAM.is_dir(), reason=f"real data not found at {REAL_HAM}")
 def test_real_ham10000():
     frame = data.load_dataset("ham10000", REAL_HAM.parent)

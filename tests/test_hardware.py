@@ -52,6 +52,7 @@ def test_mixed_precision_keeps_the_output_in_float32():
         keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.slow
 def test_training_is_data_parallel_on_two_logical_cpus(tmp_path):
     output = run_python(
         """
@@ -85,6 +86,7 @@ def test_training_is_data_parallel_on_two_logical_cpus(tmp_path):
     assert "epochs 2" in output
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_the_same_model_code_trains_on_the_jax_backend(tmp_path):
     output = run_python(
@@ -119,6 +121,7 @@ def test_the_same_model_code_trains_on_the_jax_backend(tmp_path):
     assert "backend jax _NoStrategy" in output
 
 
+@pytest.mark.slow
 def test_the_throughput_benchmark_runs_and_writes_its_table(tmp_path):
     """Not a timing test: the script must keep working, so that its numbers can be refreshed."""
     out = tmp_path / "throughput.csv"
@@ -153,6 +156,7 @@ def test_the_throughput_benchmark_runs_and_writes_its_table(tmp_path):
     assert rows[0] == "backbone,size,precision,xla,images_per_s" and len(rows) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["mobilenet_v2", "efficientnet_b0"])
 def test_the_model_compiles_under_xla(backbone):
     """On a GPU the training step is XLA-compiled; every layer of the model must support it

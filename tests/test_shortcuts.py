@@ -200,6 +200,7 @@ def test_source_augmentation_varies_contrast_resolution_and_noise():
     assert batch.shape == images.shape and labels.shape == (4,)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not REAL_BR35H.is_dir(), reason=f"Br35H not found at {REAL_BR35H}")
 def test_real_br35h_copies_of_brain_tumor_mri_are_all_left_out(real_brain_frame):
     """The shared data's README lists which Br35H files have a byte-identical original or a

@@ -118,6 +118,7 @@ def test_moving_the_data_keeps_the_manifest_and_its_hash(tmp_path):
     assert splits.read_manifest(path)["path"].tolist() == moved["path"].tolist()
 
 
+@pytest.mark.slow
 def test_real_data_split_has_no_cross_split_duplicates(real_brain_frame):
     frame = splits.split_frame(real_brain_frame, seed=42)
     splits.check_split(frame)
@@ -128,6 +129,7 @@ def test_real_data_split_has_no_cross_split_duplicates(real_brain_frame):
     assert (spans > 1).sum() > 0
 
 
+@pytest.mark.slow
 def test_real_ham10000_split_keeps_lesions_together():
     from medclass import data
     from tests.conftest import REAL_HAM

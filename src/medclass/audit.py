@@ -1,6 +1,6 @@
 """Leakage audit: exact and near-duplicate images, grouped so that a split keeps them together.
 
-Defined in chapter "Brain MRI: the data" (notebooks/brain_01_data.ipynb), section "Duplicates,
+First used in chapter "Brain MRI: the data" (notebooks/brain_01_data.ipynb), section "Duplicates,
 and why the split is grouped"; the skin-lesion data chapter uses it too.
 """
 

@@ -1,7 +1,8 @@
 """Augmentation policies, applied to training batches only.
 
-Defined in chapter "Augmentation" (notebooks/augmentation.ipynb); the brain-MRI training
-chapter uses the mild policy.
+First used in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb) (the mild and
+source policies); the policies are compared in chapter "Augmentation"
+(notebooks/augmentation.ipynb).
 
 Each policy is a function ``(images, labels) -> (images, labels)`` on a batch, for
 ``tf.data.Dataset.map``. The layers come from keras-cv, as the book's design asks; keras-cv is

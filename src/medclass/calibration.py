@@ -1,6 +1,6 @@
 """Calibration and operating points: do the probabilities mean what they say, and where to cut.
 
-Defined in chapter "Brain MRI: evaluation" (notebooks/brain_03_evaluation.ipynb).
+First used in chapter "Brain MRI: evaluation" (notebooks/brain_03_evaluation.ipynb).
 
 Both are fitted on the **validation** split and only then applied to the test split.
 """

@@ -1,6 +1,6 @@
 """Convolution by hand and by Keras: filters, stride, padding, pooling, receptive fields.
 
-Defined in chapter "Convolutional networks" (notebooks/concepts_01_cnn.ipynb).
+First used in chapter "Convolutional networks" (notebooks/concepts_01_cnn.ipynb).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Dataset registry and loaders: a folder of images becomes a DataFrame of paths and labels.
 
-Defined in chapter "Brain MRI: the data" (notebooks/brain_01_data.ipynb).
+First used in chapter "Convolutional networks" (notebooks/concepts_01_cnn.ipynb) (the phantoms
+it learns from); explained in chapter "Brain MRI: the data" (notebooks/brain_01_data.ipynb).
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Grad-CAM: which part of the image drove the prediction (Selvaraju et al., 2017).
 
-Defined in chapter "Brain MRI: evaluation" (notebooks/brain_03_evaluation.ipynb).
+First used in chapter "Convolutional networks" (notebooks/concepts_01_cnn.ipynb) (what a small
+network looks at); explained in chapter "Brain MRI: evaluation"
+(notebooks/brain_03_evaluation.ipynb).
 
 For a class score y (the logit, before the sigmoid or softmax, as in the paper) and the
 feature maps A of a convolutional layer, Grad-CAM weights each map by the average gradient

@@ -1,6 +1,7 @@
 """The accelerator a run gets: distribution strategy, mixed precision and XLA, chosen once.
 
-Defined in chapter "Skin lesions: training" (notebooks/skin_02_training.ipynb).
+First used in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb); the choices it
+makes are measured in chapter "Skin lesions: training" (notebooks/skin_02_training.ipynb).
 
 On a GPU, mixed precision (float16 compute, float32 weights) and XLA compilation roughly double
 throughput; on a CPU both slow training down, so they are switched off there. Several GPUs get a

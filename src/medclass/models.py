@@ -1,8 +1,9 @@
 """Model factory: a pretrained backbone with its preprocessing inside and a small head.
 
-Defined in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb); the
-EfficientNets and progressive unfreezing in "Skin lesions: training" (skin_02_training).
-Keras APIs only (``keras.ops``), so the same models run on the TensorFlow and JAX backends.
+First used in chapter "Convolutional networks" (notebooks/concepts_01_cnn.ipynb); explained
+in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb), the EfficientNets and
+progressive unfreezing in "Skin lesions: training" (skin_02_training). Keras APIs only
+(``keras.ops``), so the same models run on the TensorFlow and JAX backends.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """The notebooks' parameters, checked before any work starts.
 
+First used in chapter "Convolutional networks" (notebooks/concepts_01_cnn.ipynb).
+
 Every chapter calls :func:`check` right after its ``parameters`` cell, so that a typo in a
 profile or a ``papermill -p`` (``imbalance: focall``, ``epochs_frozen: ten``, ``batch_size: 0``,
 ``learning_rate: 1e-3``, which YAML reads as text) stops the run at once with the parameter

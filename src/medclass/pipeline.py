@@ -1,6 +1,7 @@
 """The ``tf.data`` input pipeline: decode, resize, cache, shuffle, batch, prefetch.
 
-Defined in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb).
+First used in chapter "Transfer learning" (notebooks/concepts_03_transfer.ipynb); explained in
+chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb).
 """
 
 from __future__ import annotations

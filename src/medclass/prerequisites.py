@@ -1,5 +1,7 @@
 """What a chapter needs from the chapters before it, made here when it is missing.
 
+First used in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb).
+
 Each badge opens a chapter in a fresh runtime: the training chapter finds no split there, the
 evaluation chapter no model. :func:`split_for` and :func:`model_for` return what ``output_dir``
 holds, or make it with the library calls the earlier chapter makes (the data chapter's split; the

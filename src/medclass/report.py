@@ -1,6 +1,6 @@
 """Model cards, and evaluating a saved model on another folder of images (external validation).
 
-Defined in chapter "Brain MRI: evaluation" (notebooks/brain_03_evaluation.ipynb).
+First used in chapter "Brain MRI: evaluation" (notebooks/brain_03_evaluation.ipynb).
 
 Command line, for a model trained by this book and a folder with one sub-folder per class
 (the class names of the model's ``model.json``; for brain MRI also Kaggle's four folders):

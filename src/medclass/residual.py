@@ -1,6 +1,6 @@
 """Plain and residual networks side by side, gradient norms, and ResNet50's anatomy.
 
-Defined in chapter "Residual networks" (notebooks/concepts_02_resnet.ipynb).
+First used in chapter "Residual networks" (notebooks/concepts_02_resnet.ipynb).
 
 The experiment follows He et al. (2016): networks of the same depth and width, identical but
 for BatchNormalization and the identity shortcuts ``x + F(x)``, trained on a small task (the

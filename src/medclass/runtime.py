@@ -1,6 +1,6 @@
 """Notebook set-up helpers: seeding and library versions.
 
-Defined in chapter "Brain MRI: the data" (notebooks/brain_01_data.ipynb).
+First used in chapter "Convolutional networks" (notebooks/concepts_01_cnn.ipynb).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Stratified, group-aware train/validation/test splits written as manifest files.
 
-Defined in chapter "Brain MRI: the data" (notebooks/brain_01_data.ipynb).
+First used in chapter "Transfer learning" (notebooks/concepts_03_transfer.ipynb) (a quick split
+of the phantoms); explained in chapter "Brain MRI: the data" (notebooks/brain_01_data.ipynb).
 """
 
 from __future__ import annotations

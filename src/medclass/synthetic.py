@@ -1,6 +1,6 @@
 """Deterministic synthetic brain-MRI phantoms, the book's embedded default data.
 
-Defined in chapter "Brain MRI: the data" (notebooks/brain_01_data.ipynb).
+First used in chapter "Brain MRI: the data" (notebooks/brain_01_data.ipynb).
 
 Each image is an axial slice: a head outline, a bright skull ring, textured brain
 tissue, two dark ventricles, a smooth bias field and noise. A "Tumor" slice also

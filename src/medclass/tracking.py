@@ -1,6 +1,7 @@
 """MLflow experiment tracking: every training run, its parameters, curves, figures and model.
 
-Defined in chapter "Skin lesions: training" (notebooks/skin_02_training.ipynb).
+First used in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb); explained in
+chapter "Skin lesions: training" (notebooks/skin_02_training.ipynb).
 
 The store is a SQLite file, ``<output_dir>/mlflow.db``, with artifacts in
 ``<output_dir>/mlartifacts``, unless ``MLFLOW_TRACKING_URI`` names another (a server, say).
