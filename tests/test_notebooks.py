@@ -99,12 +99,35 @@ def test_parameters_are_literals_from_the_vocabulary(notebook):
     values = parameters_of(document)
     assert set(values) <= VOCABULARY, f"{path.name}: unknown parameters {set(values) - VOCABULARY}"
     assert set(values) <= set(parameters.CHECKS), "every parameter has a check in medclass.parameters"
-    assert values["weights"] == "imagenet" and values["data_dir"] is None, "defaults are the real recipe"
+    assert values.get("weights", "imagenet") == "imagenet", "defaults are the real recipe"
+    assert values.get("data_dir") is None, "defaults are the real data"
 
 
-def test_every_notebook_has_the_same_parameter_names():
-    first, *others = (set(parameters_of(nbformat.read(p, as_version=4))) for p in NOTEBOOKS)
-    assert all(other == first for other in others)
+def names_read(document: nbformat.NotebookNode) -> tuple[set[str], bool]:
+    """The names a chapter's code reads outside its parameters cell, and whether it hands all of
+    its parameters on (``parameters.values(globals())``, as the evaluation chapters do for the
+    model they may have to train)."""
+    read, hands_on = set(), False
+    for cell in document.cells:
+        if cell.cell_type != "code" or "parameters" in cell.metadata.get("tags", []):
+            continue
+        tree = ast.parse(
+            "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith("%"))
+        )
+        read |= {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+        hands_on |= "parameters.values(globals())" in cell.source
+    return read, hands_on
+
+
+def test_each_chapter_declares_the_parameters_it_uses_and_no_others(notebook):
+    path, document = notebook
+    declared = set(parameters_of(document))
+    read, hands_on = names_read(document)
+    assert (read & VOCABULARY) <= declared, (
+        f"{path.name} reads {sorted((read & VOCABULARY) - declared)} undeclared"
+    )
+    if not hands_on:
+        assert declared <= read, f"{path.name} declares {sorted(declared - read)} and never uses them"
 
 
 def test_links_agree_with_config(notebook):
@@ -123,7 +146,7 @@ def test_links_are_derived_from_config():
 
 
 def test_profiles_only_set_known_parameters():
-    known = set(parameters_of(nbformat.read(NOTEBOOKS[0], as_version=4)))
+    known = set().union(*(parameters_of(nbformat.read(path, as_version=4)) for path in NOTEBOOKS))
     prefixes = {path.stem.split("_", 1)[0] for path in NOTEBOOKS}
     for profile in (ROOT / "notebooks" / "profiles").glob("*.yaml"):
         values = yaml.safe_load(profile.read_text())

@@ -243,9 +243,7 @@ def test_papermill_reads_from_the_chapter_files_what_make_book_injects(profile, 
         path = book.chapter_parameters_file(profile, source.stem)
         from_file = read_yaml_file(str(path))  # what `papermill ... -f <path>` injects
         assert from_file == injected[source.stem], f"{path} differs from what make book runs"
-        assert from_file == book.parameters_for(settings, source.stem), (
-            f"{path} is stale: run `make parameters`"
-        )
+        assert from_file == book.chapter_settings(settings, source), f"{path} is stale: run `make parameters`"
         unknown = set(from_file) - set(book.notebook_defaults(source))
         assert not unknown, f"papermill would warn 'Passed unknown parameter' for {unknown} in {source.name}"
     assert {path.stem for path in (book.PROFILES_DIR / profile).glob("*.yaml")} == set(injected)

@@ -130,6 +130,14 @@ def parameters_for(profile: dict, notebook: str) -> dict:
     return {**shared, **(section if isinstance(section, dict) else {})}
 
 
+def chapter_settings(profile: dict, source: Path) -> dict:
+    """What a profile gives one chapter: :func:`parameters_for`, kept to the parameters that
+    chapter declares (each chapter's parameters cell holds only what it uses), so that papermill
+    never warns of an unknown parameter."""
+    declared = notebook_defaults(source)
+    return {key: value for key, value in parameters_for(profile, source.stem).items() if key in declared}
+
+
 def chapter_parameters_file(profile_name: str, chapter: str) -> Path:
     """``notebooks/profiles/<profile>/<chapter>.yaml``: the parameters of one chapter under one
     profile, as papermill's ``-f`` reads them and as ``make book`` passes them."""
@@ -147,7 +155,7 @@ def write_chapter_parameters(profile_name: str) -> list[Path]:
         text = (
             f"# Generated from notebooks/profiles/{profile_name}.yaml by `make parameters` (and "
             f"`make book`);\n# edit that file, not this one. From the repository root: {command}\n"
-            + yaml.safe_dump(parameters_for(profile, source.stem), sort_keys=False)
+            + yaml.safe_dump(chapter_settings(profile, source), sort_keys=False)
         )
         if not path.exists() or path.read_text() != text:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -530,7 +538,11 @@ def main(argv: list[str] | None = None) -> None:
         if args.only and source.stem not in args.only:
             continue
         target = executed_dir / source.name
-        parameters = {**chapter_parameters(args.profile, source.stem), **overrides}
+        declared = notebook_defaults(source)
+        parameters = {
+            **chapter_parameters(args.profile, source.stem),
+            **{key: value for key, value in overrides.items() if key in declared},
+        }
         execute_notebook(source, target, parameters, args.profile)
         executed.append(target)
     print(f"executed all notebooks in {time.perf_counter() - started:.0f} s", flush=True)
