@@ -558,10 +558,11 @@ def main(argv=None) -> None:
         standardise, augmentation, in_training, balanced, finetune = VARIANTS[name]
         started = time.perf_counter()
         joined = manifest(frame, new_tumours, in_training, seed)
+        variant_settings = settings_for(settings, name)
         model, size = train_variant(
             name,
             joined,
-            settings_for(settings, name),
+            variant_settings,
             standardise,
             augmentation,
             balanced,
@@ -576,7 +577,7 @@ def main(argv=None) -> None:
             "Br35H in training": in_training,
             "Br35H source-balanced": balanced,
             "backbone fine-tuned": finetune,
-            "image size": settings_for(settings, name)["image_size"],
+            "image size": variant_settings["image_size"],
             "checkpoint kept": checkpoint_kept(work_folder(Path(args.work), name)),
             "train images": int((joined.split == "train").sum()),
             **evaluate_variant(model, joined, size, settings["batch_size"], settings["tta"], 0.98, seed),

@@ -178,6 +178,8 @@ def test_the_bootstraps_numpy_metrics_are_scikit_learns():
                 metrics.average_precision_score(np.eye(k)[t], probabilities, average="macro"),
             ),
         ]
+        with pytest.raises(ValueError, match="both classes"):
+            evaluation.roc_auc(np.zeros(5), scores[:5])
         for ours, theirs in pairs:
             assert ours == pytest.approx(theirs, abs=1e-12)
             compared += 1

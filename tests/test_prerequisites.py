@@ -126,12 +126,18 @@ def alone_parameters(chapter: str) -> dict:
     """The demo profile's parameters for ``chapter``, with the folders of an empty working
     directory, one epoch a phase (a stage, for progressive unfreezing), and a weights file
     given by an absolute path, as a Colab user's uploaded file would be."""
-    settings = {**demo_parameters(chapter), "output_dir": "outputs", "data_dir": "data"}
+    from medclass import book
+
+    settings = demo_parameters(chapter)
+    folders = {"output_dir": "outputs", "data_dir": "data"}
+    settings |= {key: value for key, value in folders.items() if key in settings}
     if settings.get("epochs_frozen"):
         settings["epochs_frozen"] = 1
     if settings.get("epochs_finetune"):
-        stages = settings["unfreeze_blocks"]
+        stages = settings.get("unfreeze_blocks", 1)
         settings["epochs_finetune"] = len(stages) if isinstance(stages, list) else 1
+    declared = book.notebook_defaults(ROOT / "notebooks" / f"{chapter}.ipynb")
+    assert set(settings) <= set(declared), "papermill would warn of an unknown parameter"
     if isinstance(settings.get("weights"), str) and settings["weights"].endswith(".h5"):
         weights = (ROOT / settings["weights"]).resolve()
         if not weights.exists():

@@ -380,9 +380,12 @@ def test_the_phases_one_by_one_as_the_training_chapters_write_them(tiny_split, t
         run.fit(fine_tune, train_ds, val_ds)
     assert not (tmp_path / "model.keras").exists()
 
-    # The cell run again: the same model object, a new Run that takes the folder over.
+    # The cell run again, twice: the same model object, a new Run that takes the folder over.
+    stale = training.Run(model, base, tmp_path, 2, recipe)
     counter = EpochCounter()
     again = training.Run(model, base, tmp_path, 2, recipe, callbacks=[counter])
+    with pytest.raises(RuntimeError, match="took its folder over"):
+        stale.fit(frozen, train_ds, val_ds)
     for phase in recipe.phases():
         training.set_trainable(base, phase)
         again.fit(phase, train_ds, val_ds)
@@ -391,3 +394,5 @@ def test_the_phases_one_by_one_as_the_training_chapters_write_them(tiny_split, t
     assert result.resumed_phases == ["frozen"]
     assert result.history["phase"].tolist() == ["frozen", "fine-tune", "fine-tune"]
     assert (tmp_path / "model.keras").exists() and not (tmp_path / "work").exists()
+    with pytest.raises(RuntimeError, match="has finished"):
+        again.finish()

@@ -117,6 +117,8 @@ def roc_auc(y_true, scores) -> float:
 
     positives = np.asarray(y_true) == 1
     n_positive, n_negative = positives.sum(), (~positives).sum()
+    if not n_positive or not n_negative:
+        raise ValueError("ROC-AUC needs both classes in y_true.")
     rank_sum = rankdata(scores)[positives].sum()
     return float((rank_sum - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative))
 
@@ -128,6 +130,8 @@ def average_precision(y_true, scores) -> float:
     ranked, hits = np.asarray(scores)[order], (np.asarray(y_true) == 1)[order]
     last_of_each_score = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]
     true_positives = np.cumsum(hits)[last_of_each_score]
+    if not true_positives[-1]:
+        raise ValueError("Average precision needs a positive in y_true.")
     precision = true_positives / (last_of_each_score + 1)
     recall = true_positives / true_positives[-1]
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))

@@ -6,7 +6,9 @@ Whatever reads an image file turns it into the same RGB ``uint8`` pixels: the in
 which adds its size limits). A file that training saw one way is never shown to the model
 another way.
 
-Defined in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb).
+Imported by no chapter: first reached through ``medclass.pipeline`` in chapter "Transfer
+learning" (notebooks/concepts_03_transfer.ipynb); explained in chapter "Brain MRI: training"
+(notebooks/brain_02_training.ipynb).
 """
 
 from __future__ import annotations

@@ -296,6 +296,7 @@ class Run:
         self.run_dir, self.work_dir = Path(run_dir), Path(run_dir) / "work"
         self.histories: list[pd.DataFrame] = []
         self.failed: BaseException | None = None
+        self.finished = False
         self._lock = contextlib.ExitStack()
         self._hold_the_folder()
         try:
@@ -308,8 +309,11 @@ class Run:
         from medclass.runtime import folder_lock
 
         key = self.run_dir.resolve()
-        if key in _RUNS_HOLDING:
-            _RUNS_HOLDING[key]._let_go()
+        if key in _RUNS_HOLDING:  # the cell run again: the earlier Run of this folder stops here
+            earlier = _RUNS_HOLDING[key]
+            earlier._fail(
+                RuntimeError(f"a new training.Run of {self.run_dir} took its folder over"), "KILLED"
+            )
         self._lock.enter_context(
             folder_lock(self.run_dir / ".training.lock", wait=False, what=f"The run folder {self.run_dir}")
         )
@@ -438,16 +442,21 @@ class Run:
         self.model.save_weights(self.best_weights)
 
     def _check_going(self) -> None:
+        if self.finished:
+            raise RuntimeError(
+                f"This run has finished: its model is in {self.run_dir}. Make a new training.Run to "
+                "train again."
+            )
         if self.failed is not None:
             raise RuntimeError(
                 f"This run stopped ({type(self.failed).__name__}: {self.failed}); make a new "
                 "training.Run (run the cell again) to resume it where it stopped."
             )
 
-    def _fail(self, error: BaseException) -> None:
+    def _fail(self, error: BaseException, status: str | None = None) -> None:
         self.failed = error
         if self.tracker is not None:
-            self.tracker.end("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+            self.tracker.end(status or ("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"))
         self._let_go()
 
     def finish(self) -> TrainingResult:
@@ -471,16 +480,23 @@ class Run:
         except BaseException as error:
             self._fail(error)
             raise
-        if tracker is not None:
-            best = history.loc[history["val_loss"].idxmin()]
-            tracker.log_metrics(
-                {f"best_{key}": best[key] for key in history.columns if key.startswith("val_")}
-            )
-            for name in ARTIFACTS:
-                tracker.log_artifact(run_dir / name, "model")
-            tracker.end("FINISHED")
-        shutil.rmtree(work_dir)
-        self._let_go()
+        self.finished = True  # the model is exported; what follows only records it
+        try:
+            if tracker is not None:
+                best = history.loc[history["val_loss"].idxmin()]
+                tracker.log_metrics(
+                    {f"best_{key}": best[key] for key in history.columns if key.startswith("val_")}
+                )
+                for name in ARTIFACTS:
+                    tracker.log_artifact(run_dir / name, "model")
+                tracker.end("FINISHED")
+            shutil.rmtree(work_dir)
+        except BaseException:
+            if tracker is not None:
+                tracker.end("FAILED")
+            raise
+        finally:
+            self._let_go()
         return TrainingResult(
             self.model,
             history,
@@ -492,7 +508,8 @@ class Run:
 
 
 def _check_trainable(backbone: keras.Model, phase: Phase) -> None:
-    """The frozen phase trains the head alone; a fine-tuning phase trains backbone blocks too."""
+    """The frozen phase trains the head alone; a fine-tuning phase trains backbone blocks too.
+    It catches a backbone left wholly open or wholly frozen; it does not count the blocks."""
     trainable = len(backbone.trainable_weights)
     if phase.unfreeze_blocks == 0 and trainable:
         raise ValueError(
