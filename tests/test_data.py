@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medclass import data, synthetic
+from medclass import data, synthetic, synthetic_skin
 from tests.conftest import REAL_HAM, damaged_jpegs, write_image
 
 
@@ -200,7 +200,7 @@ def test_real_brain_mri_dataset(real_brain_frame):
 def test_synthetic_ham10000_loads_with_lesion_groups(tmp_path):
     frame = data.load_dataset("ham10000", tmp_path / "skin", synthetic_data=True)
     assert frame.attrs["synthetic"]
-    assert set(frame["label"]) == set(data.HAM10000_CLASS_NAMES)
+    assert set(frame["label"]) == set(data.dataset_info("ham10000").class_names)
     assert (frame["group"].str.startswith("HAM_")).all()
     assert frame.groupby("group")["label"].nunique().max() == 1, "one diagnosis per lesion"
     assert frame.groupby("group").size().max() > 1, "some lesions have several images"
@@ -209,7 +209,7 @@ def test_synthetic_ham10000_loads_with_lesion_groups(tmp_path):
 
 
 def test_ham10000_missing_image_and_metadata(tmp_path):
-    root = data.synthetic_skin.write_synthetic_ham10000(tmp_path / "skin", n_lesions=20, seed=1)
+    root = synthetic_skin.write_synthetic_ham10000(tmp_path / "skin", n_lesions=20, seed=1)
     victim = next((root / "HAM10000_images_part_1").glob("*.jpg"))
     victim.unlink()
     frame = data.load_dataset("ham10000", root)
@@ -243,7 +243,7 @@ def test_a_decompression_bomb_or_an_undecodable_name_is_skipped_not_fatal(health
 
 
 def ham_metadata(tmp_path, extra_rows: str):
-    root = data.synthetic_skin.write_synthetic_ham10000(tmp_path / "skin", n_lesions=20, seed=1)
+    root = synthetic_skin.write_synthetic_ham10000(tmp_path / "skin", n_lesions=20, seed=1)
     with (root / "HAM10000_metadata.csv").open("a") as handle:
         handle.write(extra_rows)
     return root
@@ -255,7 +255,7 @@ def ham_metadata(tmp_path, extra_rows: str):
     "conflicts and empty cells refused, naming the image or line; exact repeats read once",
 )
 def test_ham10000_metadata_that_a_split_could_not_trust_is_refused(tmp_path):
-    root = data.synthetic_skin.write_synthetic_ham10000(tmp_path / "skin", n_lesions=20, seed=1)
+    root = synthetic_skin.write_synthetic_ham10000(tmp_path / "skin", n_lesions=20, seed=1)
     metadata = (root / "HAM10000_metadata.csv").read_text().splitlines()
     header, first = metadata[0], metadata[1].split(",")
     columns = header.split(",")
@@ -285,7 +285,7 @@ def test_ham10000_metadata_that_a_split_could_not_trust_is_refused(tmp_path):
 
 @pytest.mark.case(7, "HAM10000 images named .JPG", "found and loaded")
 def test_ham10000_images_with_upper_case_suffixes_are_found(tmp_path):
-    root = data.synthetic_skin.write_synthetic_ham10000(tmp_path / "skin", n_lesions=20, seed=1)
+    root = synthetic_skin.write_synthetic_ham10000(tmp_path / "skin", n_lesions=20, seed=1)
     for path in list((root / "HAM10000_images_part_1").glob("*.jpg")):
         path.rename(path.with_suffix(".JPG"))
     frame = data.load_dataset("ham10000", root)

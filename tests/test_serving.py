@@ -381,7 +381,7 @@ def test_skin_risk_sums_the_malignant_classes():
 
 def test_every_class_of_both_case_studies_has_a_definition():
     for name in ["Healthy", "Tumor", "akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]:
-        assert len(serving.CLASS_DEFINITIONS[name]) > 20
+        assert len(serving.class_definitions()[name]) > 20
 
 
 # Streamlit Community Cloud -----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Dataset registry and loaders: a folder of images becomes a DataFrame of paths and labels.
+"""Loading: a dataset's folder becomes a DataFrame of paths and labels.
 
 First used in chapter "Convolutional networks" (notebooks/concepts_01_cnn.ipynb) (the phantoms
 it learns from); explained in chapter "Brain MRI: the data" (notebooks/brain_01_data.ipynb).
@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from medclass import images, synthetic, synthetic_skin
+from medclass import images
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
 # What medclass.images decodes for training and the app, whatever the file is named.
@@ -24,75 +23,11 @@ DATA_DIR_VARIABLE = "MEDCLASS_DATA_DIR"
 MIN_IMAGE_SIDE = 32
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What the registry knows about one dataset."""
+def dataset_info(dataset: str):
+    """The registry's entry for ``dataset`` (:func:`medclass.datasets.get`)."""
+    from medclass import datasets
 
-    name: str
-    kaggle_slug: str
-    folder: str
-    class_names: tuple[str, ...]
-    description: str
-
-
-DATASETS = {
-    "brain_mri": DatasetInfo(
-        name="brain_mri",
-        kaggle_slug="masoudnickparvar/brain-tumor-mri-dataset",
-        folder="brain-tumor-mri",
-        class_names=("Healthy", "Tumor"),
-        description="Brain Tumor MRI Dataset (Kaggle): glioma, meningioma and pituitary "
-        "slices are Tumor, notumor slices are Healthy.",
-    ),
-    "br35h": DatasetInfo(
-        name="br35h",
-        kaggle_slug="ahmedhamada0/brain-tumor-detection",
-        folder="br35h",
-        class_names=("Healthy", "Tumor"),
-        description="Br35H :: Brain Tumor Detection 2020 (Kaggle): yes/ tumour and no/ healthy "
-        "slices. Its no/ folder is, in effect, the Brain Tumor MRI Dataset's notumor class.",
-    ),
-    "ham10000": DatasetInfo(
-        name="ham10000",
-        kaggle_slug="kmader/skin-cancer-mnist-ham10000",
-        folder="ham10000",
-        class_names=("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"),
-        description="HAM10000 (Kaggle: Skin Cancer MNIST): 10,015 dermatoscopic images of "
-        "7,470 lesions in seven diagnostic classes.",
-    ),
-}
-
-# The seven HAM10000 diagnoses, as Tschandl et al. (2018) name them.
-HAM10000_CLASS_NAMES = {
-    "akiec": "Actinic keratoses and intraepithelial carcinoma (Bowen's disease)",
-    "bcc": "Basal cell carcinoma",
-    "bkl": "Benign keratosis-like lesions",
-    "df": "Dermatofibroma",
-    "mel": "Melanoma",
-    "nv": "Melanocytic nevi",
-    "vasc": "Vascular lesions",
-}
-
-# Kaggle's four folders mapped to the book's two classes; plain Healthy/Tumor folders map to
-# themselves.
-BRAIN_FOLDER_LABELS = {
-    "notumor": "Healthy",
-    "no_tumor": "Healthy",
-    "healthy": "Healthy",
-    "glioma": "Tumor",
-    "meningioma": "Tumor",
-    "pituitary": "Tumor",
-    "tumor": "Tumor",
-    "no": "Healthy",  # Br35H
-    "yes": "Tumor",
-}
-
-
-def dataset_info(dataset: str) -> DatasetInfo:
-    """Return the registry entry for ``dataset``, or name the ones that exist."""
-    if dataset not in DATASETS:
-        raise ValueError(f"Unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}.")
-    return DATASETS[dataset]
+    return datasets.get(dataset)
 
 
 def resolve_data_dir(dataset: str, data_dir: str | Path | None, synthetic_data: bool = False) -> Path:
@@ -111,14 +46,7 @@ def resolve_data_dir(dataset: str, data_dir: str | Path | None, synthetic_data: 
         if root.name != info.folder:
             root = root / info.folder  # one parent folder holds every synthetic dataset
         if not (root / "SYNTHETIC.txt").exists():
-            writers = {
-                "brain_mri": synthetic.write_synthetic_brain_mri,
-                "br35h": lambda folder: synthetic.write_synthetic_br35h(
-                    folder, resolve_data_dir("brain_mri", folder.parent, synthetic_data=True)
-                ),
-                "ham10000": synthetic_skin.write_synthetic_ham10000,
-            }
-            writers[dataset](root)
+            info.write_synthetic(root)
         return root
     if data_dir is None and os.environ.get(DATA_DIR_VARIABLE):
         data_dir = os.environ[DATA_DIR_VARIABLE]
@@ -145,8 +73,13 @@ KAGGLE_HELP = (
 )
 
 
-def download(info: DatasetInfo) -> Path:
+def download(info) -> Path:
     """Download a dataset with kagglehub, or explain how to provide it by hand."""
+    if info.kaggle_slug is None:
+        raise RuntimeError(
+            f"The {info.name} dataset is not on Kaggle, so medclass cannot download it: get it from "
+            f"{info.source_url} and pass data_dir='/path/to/{info.folder}' (or set ${DATA_DIR_VARIABLE})."
+        )
     try:
         import kagglehub
 
@@ -219,28 +152,29 @@ def file_digest(path: Path) -> str:
     return hashlib.sha1(path.read_bytes()).hexdigest()
 
 
-def _brain_folders(root: Path) -> list[tuple[Path, str, str]]:
-    """(class folder, label, original subset) for the Kaggle layout, Br35H's yes/no, or plain
-    Healthy/Tumor folders."""
+def _class_folders(root: Path, info) -> list[tuple[Path, str, str]]:
+    """(class folder, label, original subset) for the class folders of ``root``, or of its
+    ``Training/`` and ``Testing/`` folders when it has them (the Kaggle layout)."""
     subsets = [name for name in ("Training", "Testing") if (root / name).is_dir()]
     parents = [(root / name, name) for name in subsets] or [(root, "")]
     folders = []
     for parent, subset in parents:
         for folder in sorted(p for p in parent.iterdir() if p.is_dir()):
-            label = BRAIN_FOLDER_LABELS.get(folder.name.lower())
+            label = info.folder_labels.get(folder.name.lower())
             if label is not None:
                 folders.append((folder, label, subset))
     if not folders:
         raise FileNotFoundError(
-            f"No class folders found in {root}. Expected the Kaggle layout "
-            "(Training/ and Testing/ with glioma, meningioma, notumor, pituitary), Br35H's yes/ "
-            "and no/, or plain Healthy/ and Tumor/ folders."
+            f"No class folders found in {root}. {info.name} expects folders named "
+            f"{', '.join(sorted(info.folder_labels))} (directly in it, or under Training/ and Testing/). "
+            "Check data_dir."
         )
     return folders
 
 
-def _require_every_class(frame: pd.DataFrame, dataset: str, root: Path) -> None:
-    for label in DATASETS[dataset].class_names:
+def require_every_class(frame: pd.DataFrame, info, root: Path) -> None:
+    """Refuse a frame that lacks one of the dataset's classes."""
+    for label in info.class_names:
         if not (frame["label"] == label).any():
             raise ValueError(
                 f"No usable {label} images in {root}: its class folders are empty or every "
@@ -248,14 +182,16 @@ def _require_every_class(frame: pd.DataFrame, dataset: str, root: Path) -> None:
             )
 
 
-def load_brain_mri(root: Path, dataset: str = "brain_mri") -> pd.DataFrame:
-    """Scan a brain-MRI folder into a DataFrame; unreadable files are reported, not loaded.
+def load_class_folders(root: Path, info) -> pd.DataFrame:
+    """Scan a dataset of class folders into a DataFrame; unreadable files are reported, not loaded.
 
-    Reads the Brain Tumor MRI Dataset and Br35H alike; ``source`` names the dataset each row
-    came from, so that frames of both can be joined and told apart.
+    ``info.folder_labels`` names each folder's class (Kaggle's ``glioma`` is Tumor, PH2's
+    ``melanoma`` is mel); ``source_class`` keeps the folder's own name and ``source`` the dataset's,
+    so that frames of several datasets can be joined and told apart. ``group`` is the file's
+    digest: byte-identical copies share it.
     """
     rows, skipped = [], []
-    for folder, label, subset in _brain_folders(root):
+    for folder, label, subset in _class_folders(root, info):
         usable, unusable = scan_folder(folder)
         skipped += unusable
         for path in usable:
@@ -266,82 +202,12 @@ def load_brain_mri(root: Path, dataset: str = "brain_mri") -> pd.DataFrame:
                     "source_class": folder.name,
                     "source_split": subset,
                     "group": file_digest(path),
-                    "source": dataset,
+                    "source": info.name,
                 }
             )
     columns = ["path", "label", "source_class", "source_split", "group", "source"]
     frame = pd.DataFrame(rows, columns=columns)
-    _require_every_class(frame, dataset, root)
-    frame.attrs["skipped"] = pd.DataFrame(skipped, columns=["path", "reason"])
-    return frame
-
-
-def read_ham10000_metadata(path: Path) -> pd.DataFrame:
-    """``HAM10000_metadata.csv``, refused with the rows named when a split could not trust it:
-    an empty ``image_id``, ``dx`` or ``lesion_id``, an unknown ``dx``, or one image listed twice
-    with different labels or lesions. Rows repeated exactly are read once."""
-    metadata = pd.read_csv(path, dtype={"image_id": str, "lesion_id": str, "dx": str})
-    required = ["lesion_id", "image_id", "dx"]
-    missing_columns = set(required) - set(metadata.columns)
-    if missing_columns:
-        raise ValueError(f"{path} lacks the column(s) {sorted(missing_columns)}.")
-    for column in required:
-        empty = metadata.index[metadata[column].isna() | (metadata[column].str.strip() == "")]
-        if len(empty):
-            lines = ", ".join(str(index + 2) for index in empty[:5])  # header is line 1
-            raise ValueError(
-                f"{path}: empty {column} on line(s) {lines}{' ...' if len(empty) > 5 else ''}; fill them in."
-            )
-    unknown = set(metadata["dx"]) - set(HAM10000_CLASS_NAMES)
-    if unknown:
-        raise ValueError(
-            f"{path} has unknown dx value(s) {sorted(unknown)}; use {list(HAM10000_CLASS_NAMES)}."
-        )
-    labels = metadata.drop_duplicates(["image_id", "dx", "lesion_id"])
-    conflicting = labels[labels["image_id"].duplicated(keep=False)].sort_values("image_id")
-    if len(conflicting):
-        listed = "; ".join(
-            f"{image_id}: " + ", ".join(f"{row.dx}/{row.lesion_id}" for row in rows.itertuples())
-            for image_id, rows in list(conflicting.groupby("image_id"))[:3]
-        )
-        raise ValueError(
-            f"{path} lists {conflicting['image_id'].nunique()} image(s) more than once with different "
-            f"dx or lesion_id ({listed}). An image needs one label and one lesion; fix the metadata."
-        )
-    return metadata.drop_duplicates("image_id").reset_index(drop=True)
-
-
-def load_ham10000(root: Path) -> pd.DataFrame:
-    """Read ``HAM10000_metadata.csv`` and find each ``image_id`` wherever it lies under ``root``.
-
-    ``group`` is the ``lesion_id``: several images show the same lesion, and a split must keep
-    them together. Rows whose image is missing or unreadable are reported, not loaded.
-    """
-    metadata_path = root / "HAM10000_metadata.csv"
-    if not metadata_path.exists():
-        raise FileNotFoundError(
-            f"{metadata_path} not found. data_dir must hold HAM10000_metadata.csv and the image "
-            "folders (HAM10000_images_part_1/ and _part_2/), as in the Kaggle download."
-        )
-    metadata = read_ham10000_metadata(metadata_path)
-    # The Kaggle download holds each image twice (upper- and lower-case folders): first wins.
-    image_paths = {}
-    for path in sorted(root.rglob("*")):
-        if path.suffix.lower() in (".jpg", ".jpeg"):
-            image_paths.setdefault(path.stem, path)
-    rows, skipped = [], []
-    for record in metadata.itertuples(index=False):
-        path = image_paths.get(record.image_id)
-        problem = "image file not found under data_dir" if path is None else check_image(path)
-        if problem:
-            skipped.append({"path": str(path or root / f"{record.image_id}.jpg"), "reason": problem})
-            continue
-        rows.append({"path": str(path), "label": record.dx, "group": record.lesion_id, **record._asdict()})
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        raise ValueError(f"No usable HAM10000 images under {root}; check data_dir.")
-    _require_every_class(frame, "ham10000", root)
-    frame["diagnosis"] = frame["label"].map(HAM10000_CLASS_NAMES)
+    require_every_class(frame, info, root)
     frame.attrs["skipped"] = pd.DataFrame(skipped, columns=["path", "reason"])
     return frame
 
@@ -355,12 +221,7 @@ def load_dataset(
     Byte-identical files share a ``group`` so that a split keeps them on one side.
     """
     root = resolve_data_dir(dataset, data_dir, synthetic_data).resolve()
-    loaders = {
-        "brain_mri": load_brain_mri,
-        "br35h": lambda folder: load_brain_mri(folder, "br35h"),
-        "ham10000": load_ham10000,
-    }
-    frame = loaders[dataset](root)
+    frame = dataset_info(dataset).load(root)
     frame.attrs["data_dir"] = str(root)
     frame.attrs["synthetic"] = (root / "SYNTHETIC.txt").exists()
     return frame

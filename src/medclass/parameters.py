@@ -81,9 +81,9 @@ def _text(optional=False):
 
 
 def _dataset(value):
-    from medclass.data import DATASETS
+    from medclass import datasets
 
-    return _one_of(tuple(DATASETS))(value)
+    return _one_of(datasets.names())(value)
 
 
 def _backbone(value):

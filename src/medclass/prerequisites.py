@@ -21,7 +21,6 @@ from medclass import audit, augment, data, models, pipeline, splits, training
 
 SPLIT_CHAPTER = {"brain_mri": "brain_01_data", "ham10000": "skin_01_data"}
 TRAINING_CHAPTER = {"brain_mri": "brain_02_training", "ham10000": "skin_02_training"}
-BRAIN_CLASSES = ["Healthy", "Tumor"]
 
 
 def brain_frames(data_dir, synthetic: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -108,7 +107,7 @@ def train(dataset: str, run_dir: Path, settings: dict) -> training.TrainingResul
     manifest = run_dir / "manifest.csv"
     frame = splits.read_manifest(manifest)
     brain = dataset == "brain_mri"
-    class_names = BRAIN_CLASSES if brain else list(data.DATASETS[dataset].class_names)
+    class_names = list(data.dataset_info(dataset).class_names)
     size = models.image_size_for(settings["backbone"], settings["image_size"])
     batch_size, seed = settings["batch_size"], settings["seed"]
     train_frame = frame[frame.split == "train"]

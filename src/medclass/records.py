@@ -63,9 +63,9 @@ def _read(path: Path, rerun: str) -> dict:
 
 
 def _known_orders() -> list[tuple[str, ...]]:
-    from medclass.data import DATASETS
+    from medclass import datasets
 
-    return [info.class_names for info in DATASETS.values()]
+    return datasets.class_orders()
 
 
 def check_model_info(info: dict, where: str | Path = "model.json") -> dict:

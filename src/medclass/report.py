@@ -3,15 +3,15 @@
 First used in chapter "Brain MRI: evaluation" (notebooks/brain_03_evaluation.ipynb).
 
 Command line, for a model trained by this book and a folder with one sub-folder per class
-(the class names of the model's ``model.json``; for brain MRI also Kaggle's four folders):
+(the class names of the model's ``model.json``, or the folder names the datasets' registry maps
+to them: Kaggle's four brain folders, Br35H's yes/no, PH2's three):
 
     python -m medclass.report --model outputs/brain_mri --data /path/to/other/hospital \\
         --out outputs/external/other_hospital
 
 It writes ``metrics.csv``, ``report.csv``, ``predictions.csv``, ``skipped.csv``,
 ``confusion_matrix.png``, ``roc.png`` and ``model_card.md`` to ``--out``. Folders of other names
-are read as a class with ``--map FOLDER=CLASS`` (PH2: ``--map common_nevus=nv --map
-atypical_nevus=nv --map melanoma=mel``).
+are read as a class with ``--map FOLDER=CLASS`` (``--map lesions_benign=nv``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medclass import data
+from medclass import data, datasets
 
 NOT_A_DEVICE = (
     "**This model is a teaching example, not a medical device.** It has not been validated "
@@ -36,9 +36,10 @@ def load_folder(
 ) -> pd.DataFrame:
     """One row per usable image of ``root/<class>/...`` (any depth below the class folder).
 
-    Class folders match ``class_names`` case-insensitively; for the brain-MRI classes,
-    Kaggle's ``glioma``/``meningioma``/``pituitary``/``notumor`` folders also map to
-    Tumor/Healthy; ``mapping`` names more (``{"common_nevus": "nv", "melanoma": "mel"}``).
+    Class folders match ``class_names`` case-insensitively, and so do the folder names the
+    registry's datasets use for those classes (:func:`medclass.datasets.folder_labels_for`:
+    Kaggle's ``glioma`` is Tumor, PH2's ``melanoma`` is mel); ``mapping`` names more
+    (``{"lesions_benign": "nv"}``).
     Anything under a ``masks/`` folder (segmentations, such as the synthetic phantoms carry) is
     not an image to classify and is left out. Unusable files are skipped and listed in
     ``frame.attrs["skipped"]``; folders that hold images but name no class are listed in
@@ -49,8 +50,7 @@ def load_folder(
     if not root.is_dir():
         raise FileNotFoundError(f"External data folder {root} does not exist.")
     by_name = {name.lower(): name for name in class_names}
-    if set(class_names) == {"Healthy", "Tumor"}:
-        by_name.update(data.BRAIN_FOLDER_LABELS)
+    by_name.update(datasets.folder_labels_for(class_names))
     for folder, label in (mapping or {}).items():
         if label not in class_names:
             raise ValueError(

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from medclass import datasets
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUTPUTS = ROOT / "_build" / "outputs"
 # The cpu run's exported models, committed with the book: what the app serves on a fresh clone.
@@ -49,30 +51,8 @@ DECODE_SIDE = 1024
 ACCEPTED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "MPO": "JPEG"}  # MPO: a phone camera's JPEG
 UPLOAD_TYPES = ["jpg", "jpeg", "png"]
 
-# The classes whose probabilities add up to the risk score; a model whose classes are none of
-# these is shown without a risk colour.
-RISK_CLASSES = ("Tumor", "glioma", "meningioma", "pituitary", "mel", "bcc", "akiec")
 RED_DEFAULT = 0.5  # red at or above this risk score when the evaluation chose no threshold for it
 AMBER_FRACTION = 0.5  # amber from half the red threshold
-
-CLASS_DEFINITIONS = {
-    "Healthy": "No tumour visible on this MRI slice.",
-    "notumor": "No tumour visible on this MRI slice.",
-    "Tumor": "A brain tumour is visible on the slice (in the source data a glioma, a meningioma "
-    "or a pituitary tumour).",
-    "glioma": "A tumour arising from the brain's glial (supporting) cells, often infiltrating.",
-    "meningioma": "A tumour of the meninges, the membranes around the brain; usually benign.",
-    "pituitary": "A tumour of the pituitary gland at the base of the brain; usually benign.",
-    "akiec": "Actinic keratosis or intraepithelial carcinoma (Bowen's disease): sun-damaged, "
-    "pre-cancerous or early squamous-cell cancer of the skin.",
-    "bcc": "Basal cell carcinoma: the commonest skin cancer; grows locally and rarely spreads.",
-    "bkl": "Benign keratosis-like lesion: seborrhoeic keratosis, solar lentigo or "
-    "lichen-planus-like keratosis.",
-    "df": "Dermatofibroma: a benign fibrous nodule of the skin.",
-    "mel": "Melanoma: a cancer of the pigment cells that can spread; caught early, excision cures it.",
-    "nv": "Melanocytic nevus: a common mole, benign.",
-    "vasc": "Vascular lesion: cherry angioma, angiokeratoma, pyogenic granuloma or haemorrhage.",
-}
 
 
 class AppError(Exception):
@@ -312,8 +292,15 @@ def predict(bundle: Bundle, pixels: np.ndarray) -> dict[str, float]:
 
 
 def risk_classes(class_names: list[str]) -> list[str]:
-    """The classes that count towards the risk score: Tumor; mel, bcc and akiec."""
-    return [name for name in class_names if name in RISK_CLASSES]
+    """The classes that count towards the risk score, as the datasets' registry names them
+    (Tumor and the tumour types; mel, bcc and akiec); a model with none of them gets no colour."""
+    risky = datasets.risk_classes()
+    return [name for name in class_names if name in risky]
+
+
+def class_definitions() -> dict[str, str]:
+    """What each class the registry knows means, in plain words, for the app's table."""
+    return datasets.class_definitions()
 
 
 def risk_thresholds(bundle: Bundle) -> tuple[float, float, str]:

@@ -191,7 +191,7 @@ def main() -> None:
             {
                 "class": list(probabilities),
                 "probability": [round(value, 4) for value in probabilities.values()],
-                "what it means": [serving.CLASS_DEFINITIONS.get(name, "") for name in probabilities],
+                "what it means": [serving.class_definitions().get(name, "") for name in probabilities],
             }
         )
         st.bar_chart(
