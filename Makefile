@@ -37,13 +37,13 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP)
 
 book: $(STAMP)
-	$(PYTHON) -m medclass.book --profile $(PROFILE) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+	$(PYTHON) -m tools.book --profile $(PROFILE) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 parameters: $(STAMP)
-	$(PYTHON) -m medclass.book --write-parameters
+	$(PYTHON) -m tools.book --write-parameters
 
 published: $(STAMP)
-	$(PYTHON) -m medclass.book --render $(PUBLISHED)
+	$(PYTHON) -m tools.book --render $(PUBLISHED)
 
 app: $(STAMP)
 	$(VENV)/bin/streamlit run src/medclass/app/streamlit_app.py $(if $(MODEL),-- --model $(MODEL))
@@ -67,7 +67,7 @@ format: $(STAMP)
 	$(VENV)/bin/nbstripout notebooks/*.ipynb
 
 links: $(STAMP)
-	$(PYTHON) -m medclass.book --sync-links
+	$(PYTHON) -m tools.book --sync-links
 
 lock: $(STAMP)
 	$(PYTHON) -m pip install --quiet -r requirements.in

@@ -126,7 +126,7 @@ def demo_book(tmp_path_factory):
     """Run `make book`'s runner once, demo profile, into a temporary build folder."""
     build_dir = tmp_path_factory.mktemp("build")
     result = subprocess.run(
-        [sys.executable, "-m", "medclass.book", "--profile", "demo", "--build-dir", str(build_dir)],
+        [sys.executable, "-m", "tools.book", "--profile", "demo", "--build-dir", str(build_dir)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -14,8 +14,9 @@ import sys
 import nbformat
 import pytest
 
-from medclass import book, serving
+from medclass import serving
 from tests.conftest import ROOT
+from tools import book
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +76,7 @@ def test_the_published_book_shows_real_results_with_their_provenance(page, profi
     published = book.PUBLISHED_DIR / profile
     assert published.is_dir(), f"no published results at {published}: run make book PROFILE={profile}"
     result = subprocess.run(
-        [sys.executable, "-m", "medclass.book", "--render", profile, "--build-dir", str(tmp_path)],
+        [sys.executable, "-m", "tools.book", "--render", profile, "--build-dir", str(tmp_path)],
         cwd=ROOT,
         capture_output=True,
         text=True,

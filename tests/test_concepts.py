@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from medclass import convolution, models, residual, transfer
+from medclass import models
+from medclass.concepts import convolution, residual, transfer
 
 
 def test_a_sobel_filter_answers_at_a_vertical_edge_and_nowhere_else():

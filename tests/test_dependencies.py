@@ -51,12 +51,23 @@ def third_party(tree: ast.AST) -> set[str]:
 
 
 def medclass_modules(tree: ast.AST) -> set[str]:
-    """The medclass modules ``tree`` imports (``from medclass import a, b``, ``import medclass.c``)."""
+    """The medclass modules ``tree`` imports (``from medclass import a, b``, ``import medclass.c``,
+    ``from medclass.concepts import d``: ``concepts.d``)."""
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "medclass":
             parts = node.module.split(".")
-            found |= {parts[1]} if len(parts) > 1 else {alias.name for alias in node.names}
+            if len(parts) == 1:
+                found |= {alias.name for alias in node.names}
+            elif (PACKAGE / parts[1]).is_dir():  # a subpackage: the modules named, or the package
+                found |= {
+                    f"{parts[1]}.{alias.name}"
+                    if (PACKAGE / parts[1] / f"{alias.name}.py").exists()
+                    else parts[1]
+                    for alias in node.names
+                }
+            else:
+                found.add(parts[1])
         elif isinstance(node, ast.Import):
             found |= {alias.name.split(".")[1] for alias in node.names if alias.name.startswith("medclass.")}
     return found
@@ -67,7 +78,7 @@ def distribution(module: str) -> str:
 
 
 def module_tree(name: str) -> ast.AST:
-    path = PACKAGE / f"{name}.py"
+    path = PACKAGE / f"{name.replace('.', '/')}.py"
     return ast.parse((path if path.exists() else PACKAGE / name / "__init__.py").read_text())
 
 
@@ -100,7 +111,7 @@ def test_every_chapter_finds_what_it_imports_in_medclass_book():
 
 def test_every_module_import_is_declared_somewhere():
     everything = set().union(*declared().values())
-    for path in sorted(PACKAGE.rglob("*.py")):
+    for path in sorted([*PACKAGE.rglob("*.py"), *(ROOT / "tools").glob("*.py")]):
         missing = {distribution(m) for m in third_party(ast.parse(path.read_text()))} - everything
         assert not missing, (
             f"{path.relative_to(ROOT)} imports {sorted(missing)}, declared nowhere in pyproject.toml"

@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from medclass import book, parameters
+from medclass import parameters
 from tests.conftest import ROOT
+from tools import book
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 VOCABULARY = {

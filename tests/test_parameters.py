@@ -6,8 +6,9 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from medclass import book, parameters
+from medclass import parameters
 from tests.test_notebooks import NOTEBOOKS, parameters_of
+from tools import book
 
 
 @pytest.mark.parametrize(

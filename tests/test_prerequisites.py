@@ -77,7 +77,7 @@ def colab_kernel(tmp_path_factory):
     import subprocess
     import sys
 
-    from medclass import book
+    from tools import book
 
     # What pip builds from the repository, copied out so that the build leaves the checkout alone.
     package = tmp_path_factory.mktemp("colab") / "package"
@@ -126,7 +126,7 @@ def alone_parameters(chapter: str) -> dict:
     """The demo profile's parameters for ``chapter``, with the folders of an empty working
     directory, one epoch a phase (a stage, for progressive unfreezing), and a weights file
     given by an absolute path, as a Colab user's uploaded file would be."""
-    from medclass import book
+    from tools import book
 
     settings = demo_parameters(chapter)
     folders = {"output_dir": "outputs", "data_dir": "data"}

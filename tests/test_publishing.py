@@ -11,8 +11,8 @@ import nbformat
 import pytest
 import yaml
 
-from medclass import book
 from tests.conftest import ROOT
+from tools import book
 
 
 def executed_copy(path, record: dict | None = None):

@@ -531,31 +531,16 @@ def train_two_phase(
     run_dir: str | Path,
     num_classes: int,
     recipe: Recipe,
-    class_weight: dict[int, float] | None = None,
-    metadata: dict | None = None,
-    plain_train_ds=None,
-    tracking_dir: str | Path | None = None,
-    callbacks: list | None = None,
-    batch_size: int = 32,
+    **run_options,
 ) -> TrainingResult:
-    """Every phase of ``recipe`` in a resumable :class:`Run`: the backbone frozen while the head
-    learns, then its top blocks fine-tuned at a lower learning rate (the training chapters
-    write this loop out). Every phase stops early and reduces the learning rate on validation
-    loss (weighted by ``class_weight`` like the training loss); one checkpoint across all
-    phases keeps the weights of the best validation epoch of the whole run."""
-    run = Run(
-        model,
-        backbone,
-        run_dir,
-        num_classes,
-        recipe,
-        class_weight=class_weight,
-        metadata=metadata,
-        plain_train_ds=plain_train_ds,
-        tracking_dir=tracking_dir,
-        callbacks=callbacks,
-        batch_size=batch_size,
-    )
+    """Every phase of ``recipe`` in a resumable :class:`Run` (``run_options`` are its keyword
+    options: ``class_weight``, ``metadata``, ``plain_train_ds``, ``tracking_dir``, ``callbacks``,
+    ``batch_size``): the backbone frozen while the head learns, then its top blocks fine-tuned
+    at a lower learning rate (the training chapters write this loop out). Every phase stops
+    early and reduces the learning rate on validation loss (weighted by ``class_weight`` like
+    the training loss); one checkpoint across all phases keeps the weights of the best
+    validation epoch of the whole run."""
+    run = Run(model, backbone, run_dir, num_classes, recipe, **run_options)
     for phase in recipe.phases():
         set_trainable(backbone, phase)
         run.fit(phase, train_ds, val_ds)
