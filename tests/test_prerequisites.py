@@ -122,14 +122,28 @@ def colab_kernel(tmp_path_factory):
         shutil.rmtree(package.parent)  # 3 GB; pytest keeps its last three temporary folders
 
 
-def alone_parameters(chapter: str) -> dict:
-    """The demo profile's parameters for ``chapter``, with the folders of an empty working
-    directory, one epoch a phase (a stage, for progressive unfreezing), and a weights file
-    given by an absolute path, as a Colab user's uploaded file would be."""
+@pytest.fixture(scope="module")
+def local_data_dir(tmp_path_factory):
+    """Where the lone chapters find their data, as a Colab user's local copy or mounted Drive
+    folder: outside their working directories, written once before any chapter starts (the
+    demo's synthetic sets; the demo book tests the chapters writing them), so that chapters
+    running side by side only read it."""
+    from medclass import data
+
+    root = tmp_path_factory.mktemp("local_data")
+    for dataset in ("brain_mri", "br35h", "ham10000"):
+        data.resolve_data_dir(dataset, root, synthetic_data=True)
+    return root
+
+
+def alone_parameters(chapter: str, data_dir) -> dict:
+    """The demo profile's parameters for ``chapter``, with an empty working directory's output
+    folder, the data at ``data_dir``, one epoch a phase (a stage, for progressive unfreezing),
+    and a weights file given by an absolute path, as a Colab user's uploaded file would be."""
     from tools import book
 
     settings = demo_parameters(chapter)
-    folders = {"output_dir": "outputs", "data_dir": "data"}
+    folders = {"output_dir": "outputs", "data_dir": str(data_dir)}
     settings |= {key: value for key, value in folders.items() if key in settings}
     if settings.get("epochs_frozen"):
         settings["epochs_frozen"] = 1
@@ -146,25 +160,60 @@ def alone_parameters(chapter: str) -> dict:
     return settings
 
 
+def run_alone(chapter: str, parameters: dict, kernel: str, workdir):
+    """Execute ``chapter`` with papermill in the empty folder ``workdir``, on ``kernel``; return
+    the finished process and the executed notebook's path."""
+    import subprocess
+    import sys
+
+    target = workdir / f"{chapter}.ipynb"
+    parameters_file = workdir.parent / "parameters.yaml"
+    parameters_file.write_text(yaml.safe_dump(parameters))
+    command = [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / f"{chapter}.ipynb"), str(target)]
+    command += ["-f", str(parameters_file), "-k", kernel, "--cwd", str(workdir), "--no-progress-bar"]
+    return subprocess.run(command, capture_output=True, text=True), target
+
+
+@pytest.fixture(scope="module")
+def lone_runs(request, colab_kernel, local_data_dir, tmp_path_factory):
+    """Every chapter this session selected, each started alone in an empty working directory,
+    two at a time: most of a lone run is one core's work (starting a kernel, importing
+    TensorFlow, tracing a model), so two chapters side by side take little more than one.
+    Maps each chapter to its run (a future) or to the reason it is skipped."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    kernel, _ = colab_kernel
+    selected = [
+        item.callspec.params["chapter"]
+        for item in request.session.items
+        if item.originalname == "test_each_chapter_runs_alone_in_a_fresh_environment"
+    ]
+    pool = ThreadPoolExecutor(max_workers=2)
+    runs = {}
+    for chapter in selected:
+        try:
+            parameters = alone_parameters(chapter, local_data_dir)
+        except pytest.skip.Exception as skip:
+            runs[chapter] = skip.msg
+            continue
+        workdir = tmp_path_factory.mktemp(chapter) / "run"
+        workdir.mkdir()
+        runs[chapter] = pool.submit(run_alone, chapter, parameters, kernel, workdir)
+    yield runs
+    pool.shutdown(cancel_futures=True)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_each_chapter_runs_alone_in_a_fresh_environment(chapter, colab_kernel, tmp_path):
-    import papermill
-
-    kernel, python = colab_kernel
+def test_each_chapter_runs_alone_in_a_fresh_environment(chapter, colab_kernel, lone_runs):
     from jupyter_client.kernelspec import KernelSpecManager
 
+    kernel, python = colab_kernel
     assert KernelSpecManager().get_kernel_spec(kernel).argv[0] == str(python), "the fresh environment runs it"
-    target = tmp_path / "run" / f"{chapter}.ipynb"
-    target.parent.mkdir()
-    papermill.execute_notebook(
-        str(ROOT / "notebooks" / f"{chapter}.ipynb"),
-        str(target),
-        parameters=alone_parameters(chapter),
-        kernel_name=kernel,
-        cwd=str(target.parent),
-        progress_bar=False,
-    )
+    if isinstance(lone_runs[chapter], str):
+        pytest.skip(lone_runs[chapter])
+    process, target = lone_runs[chapter].result()
+    assert process.returncode == 0, f"{chapter} failed alone:\n{process.stderr[-4000:]}"
     executed = nbformat.read(target, as_version=4)
     text = json.dumps([cell.get("outputs", []) for cell in executed.cells])
     if chapter in DEPENDS_ON_EARLIER:

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from importlib import metadata
 from pathlib import Path
@@ -348,7 +349,7 @@ def execute_notebook(source: Path, target: Path, parameters: dict, profile_name:
             str(partial),
             parameters=parameters,
             kernel_name="python3",
-            progress_bar=True,
+            progress_bar=threading.current_thread() is threading.main_thread(),  # one bar at a time
             cwd=str(ROOT),
             request_save_on_cell_execute=True,
         )
@@ -381,6 +382,59 @@ def execute_notebook(source: Path, target: Path, parameters: dict, profile_name:
     nbformat.write(document, partial)
     partial.replace(target)
     print(f"executed {source.relative_to(ROOT)} in {seconds:.0f} s", flush=True)
+
+
+def chains(sources: list[Path]) -> list[list[Path]]:
+    """The chapters in chains that can run side by side: each case study's chapters in order
+    (a training chapter reads its data chapter's split), and the other chapters, which read
+    nothing another chapter writes."""
+    grouped: dict[str, list[Path]] = {}
+    for source in sources:
+        study = source.stem.split("_")[0] if source.stem.startswith(("brain_", "skin_")) else "other"
+        grouped.setdefault(study, []).append(source)
+    return list(grouped.values())
+
+
+def write_synthetic_data(runs: dict[Path, dict]) -> None:
+    """Write every synthetic dataset the chapters will read before any of them starts, so that
+    chapters running side by side never write the same files at once."""
+    from medclass import data
+
+    for source, parameters in runs.items():
+        settings = {**notebook_defaults(source), **parameters}
+        if not settings.get("synthetic"):
+            continue
+        for dataset in CHAPTER_DATA.get(source.stem, (settings.get("dataset"),)):
+            data.resolve_data_dir(dataset, ROOT / settings["data_dir"], synthetic_data=True)
+
+
+def execute_chains(runs: dict[Path, dict], executed_dir: Path, profile_name: str, jobs: int) -> None:
+    """Execute every chapter of ``runs`` (source -> parameters) into ``executed_dir``: in
+    reading order with ``jobs=1``, else :func:`chains` side by side, ``jobs`` at a time. A chain
+    stops at its first failure; the others finish, and the first failure is raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    side_by_side = chains(list(runs))
+    if jobs <= 1 or len(side_by_side) == 1:
+        for source, parameters in runs.items():
+            execute_notebook(source, executed_dir / source.name, parameters, profile_name)
+        return
+    write_synthetic_data(runs)
+
+    def run_chain(chain):
+        for source in chain:
+            execute_notebook(source, executed_dir / source.name, runs[source], profile_name)
+
+    inherited_backend = os.environ.pop("MPLBACKEND", None)  # see execute_notebook; once, not per thread
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(run_chain, chain) for chain in side_by_side]
+        failures = [future.exception() for future in futures if future.exception() is not None]
+    finally:
+        if inherited_backend is not None:
+            os.environ["MPLBACKEND"] = inherited_backend
+    if failures:
+        raise failures[0]
 
 
 def stage_book(executed_dir: Path, stage_dir: Path) -> None:
@@ -484,6 +538,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", help="execute only these notebooks (file stems)")
     parser.add_argument("--skip-html", action="store_true", help="execute the notebooks, do not build HTML")
     parser.add_argument(
+        "--jobs",
+        type=int,
+        help="chains of chapters executed side by side (default: 2 for the demo profile, whose "
+        "chapters are mostly one core's work; 1 for cpu and full, which use every core and more memory)",
+    )
+    parser.add_argument(
         "--no-publish",
         action="store_true",
         help="keep a cpu/full run's notebooks out of book/published/ (the published results)",
@@ -539,14 +599,14 @@ def main(argv: list[str] | None = None) -> None:
     executed_dir = build_dir / "executed" / args.profile
     print(f"profile {args.profile}: {profile}", flush=True)
     started = time.perf_counter()
-    executed = []
-    for source in toc_notebooks():
-        if args.only and source.stem not in args.only:
-            continue
-        target = executed_dir / source.name
-        parameters = {**chapter_parameters(args.profile, source.stem), **declared_only(source, overrides)}
-        execute_notebook(source, target, parameters, args.profile)
-        executed.append(target)
+    chosen = [source for source in toc_notebooks() if not args.only or source.stem in args.only]
+    runs = {
+        source: {**chapter_parameters(args.profile, source.stem), **declared_only(source, overrides)}
+        for source in chosen
+    }
+    jobs = args.jobs or (2 if args.profile == "demo" else 1)
+    execute_chains(runs, executed_dir, args.profile, jobs)
+    executed = [executed_dir / source.name for source in chosen]
     print(f"executed all notebooks in {time.perf_counter() - started:.0f} s", flush=True)
     partial = args.only is not None and len(executed) < len(toc_notebooks())
     if partial and args.profile != "demo" and not args.no_publish and not args.publish:
