@@ -40,9 +40,11 @@ def test_an_unknown_dataset_is_refused_with_the_names_that_exist():
         datasets.get("isic2019")
 
 
-def test_a_dataset_not_on_kaggle_says_where_to_get_it():
+def test_a_dataset_not_on_kaggle_says_where_to_get_it(tmp_path):
     with pytest.raises(RuntimeError, match="not on Kaggle.*fc.up.pt.*data_dir="):
         data.download(datasets.get("ph2"))
+    with pytest.raises(FileNotFoundError, match="download it from https://www.fc.up.pt.*not on Kaggle"):
+        data.resolve_data_dir("ph2", tmp_path / "missing")
 
 
 def test_the_folders_a_model_reads_come_from_the_datasets_of_its_classes():

@@ -122,28 +122,15 @@ def colab_kernel(tmp_path_factory):
         shutil.rmtree(package.parent)  # 3 GB; pytest keeps its last three temporary folders
 
 
-@pytest.fixture(scope="module")
-def local_data_dir(tmp_path_factory):
-    """Where the lone chapters find their data, as a Colab user's local copy or mounted Drive
-    folder: outside their working directories, written once before any chapter starts (the
-    demo's synthetic sets; the demo book tests the chapters writing them), so that chapters
-    running side by side only read it."""
-    from medclass import data
-
-    root = tmp_path_factory.mktemp("local_data")
-    for dataset in ("brain_mri", "br35h", "ham10000"):
-        data.resolve_data_dir(dataset, root, synthetic_data=True)
-    return root
-
-
-def alone_parameters(chapter: str, data_dir) -> dict:
-    """The demo profile's parameters for ``chapter``, with an empty working directory's output
-    folder, the data at ``data_dir``, one epoch a phase (a stage, for progressive unfreezing),
-    and a weights file given by an absolute path, as a Colab user's uploaded file would be."""
+def alone_parameters(chapter: str) -> dict:
+    """The demo profile's parameters for ``chapter``, with the folders of an empty working
+    directory (each chapter writes the synthetic data it reads, as a Colab user's runtime
+    would), one epoch a phase (a stage, for progressive unfreezing), and a weights file given by
+    an absolute path, as a Colab user's uploaded file would be."""
     from tools import book
 
     settings = demo_parameters(chapter)
-    folders = {"output_dir": "outputs", "data_dir": str(data_dir)}
+    folders = {"output_dir": "outputs", "data_dir": "data"}
     settings |= {key: value for key, value in folders.items() if key in settings}
     if settings.get("epochs_frozen"):
         settings["epochs_frozen"] = 1
@@ -175,11 +162,12 @@ def run_alone(chapter: str, parameters: dict, kernel: str, workdir):
 
 
 @pytest.fixture(scope="module")
-def lone_runs(request, colab_kernel, local_data_dir, tmp_path_factory):
+def lone_runs(request, colab_kernel, tmp_path_factory):
     """Every chapter this session selected, each started alone in an empty working directory,
     two at a time: most of a lone run is one core's work (starting a kernel, importing
     TensorFlow, tracing a model), so two chapters side by side take little more than one.
-    Maps each chapter to its run (a future) or to the reason it is skipped."""
+    Each writes the synthetic data it reads inside its own working directory. Maps each
+    chapter to its run (a future) or to the reason it is skipped."""
     from concurrent.futures import ThreadPoolExecutor
 
     kernel, _ = colab_kernel
@@ -188,19 +176,21 @@ def lone_runs(request, colab_kernel, local_data_dir, tmp_path_factory):
         for item in request.session.items
         if item.originalname == "test_each_chapter_runs_alone_in_a_fresh_environment"
     ]
-    pool = ThreadPoolExecutor(max_workers=2)
-    runs = {}
-    for chapter in selected:
+    runs, parameters = {}, {}
+    for chapter in selected:  # every chapter's parameters checked before any chapter starts
         try:
-            parameters = alone_parameters(chapter, local_data_dir)
+            parameters[chapter] = alone_parameters(chapter)
         except pytest.skip.Exception as skip:
             runs[chapter] = skip.msg
-            continue
-        workdir = tmp_path_factory.mktemp(chapter) / "run"
-        workdir.mkdir()
-        runs[chapter] = pool.submit(run_alone, chapter, parameters, kernel, workdir)
-    yield runs
-    pool.shutdown(cancel_futures=True)
+    pool = ThreadPoolExecutor(max_workers=2)
+    try:
+        for chapter, settings in parameters.items():
+            workdir = tmp_path_factory.mktemp(chapter) / "run"
+            workdir.mkdir()
+            runs[chapter] = pool.submit(run_alone, chapter, settings, kernel, workdir)
+        yield runs
+    finally:  # the running chapters finish before colab_kernel removes their environment
+        pool.shutdown(cancel_futures=True)
 
 
 @pytest.mark.slow

@@ -349,7 +349,7 @@ def execute_notebook(source: Path, target: Path, parameters: dict, profile_name:
             str(partial),
             parameters=parameters,
             kernel_name="python3",
-            progress_bar=threading.current_thread() is threading.main_thread(),  # one bar at a time
+            progress_bar=threading.current_thread() is threading.main_thread(),  # none in chains
             cwd=str(ROOT),
             request_save_on_cell_execute=True,
         )
@@ -385,13 +385,14 @@ def execute_notebook(source: Path, target: Path, parameters: dict, profile_name:
 
 
 def chains(sources: list[Path]) -> list[list[Path]]:
-    """The chapters in chains that can run side by side: each case study's chapters in order
-    (a training chapter reads its data chapter's split), and the other chapters, which read
-    nothing another chapter writes."""
+    """The chapters in two chains that can run side by side: the case studies' chapters in
+    reading order (a training chapter reads its data chapter's split, and the skin training
+    chapter's tracking section lists the brain training chapter's run), and the other
+    chapters, which read nothing another chapter writes."""
     grouped: dict[str, list[Path]] = {}
     for source in sources:
-        study = source.stem.split("_")[0] if source.stem.startswith(("brain_", "skin_")) else "other"
-        grouped.setdefault(study, []).append(source)
+        chain = "case studies" if source.stem.startswith(("brain_", "skin_")) else "other"
+        grouped.setdefault(chain, []).append(source)
     return list(grouped.values())
 
 

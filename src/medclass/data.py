@@ -56,10 +56,14 @@ def resolve_data_dir(dataset: str, data_dir: str | Path | None, synthetic_data: 
     if (root / info.folder).is_dir():
         root = root / info.folder
     if not root.is_dir():
+        source = (
+            f"(Kaggle: {info.kaggle_slug}), or data_dir=None to download it with kagglehub."
+            if info.kaggle_slug
+            else f"(download it from {info.source_url}; it is not on Kaggle)."
+        )
         raise FileNotFoundError(
             f"Data folder {root} does not exist. Pass data_dir= the folder that holds the "
-            f"{info.description.split(' (')[0]} (Kaggle: {info.kaggle_slug}), or data_dir=None "
-            "to download it with kagglehub."
+            f"{info.description.split(' (')[0]} {source}"
         )
     return root
 
