@@ -272,7 +272,8 @@ def test_the_appendix_table_of_bad_input_cases_lists_every_marked_case():
 
 def test_chapters_run_side_by_side_in_chains_that_keep_the_case_studies_in_order():
     chains = [[source.stem for source in chain] for chain in book.chains(book.toc_notebooks())]
-    assert chains[0] == [
+    assert len(chains) == 2
+    assert [chain for chain in chains if "brain_01_data" in chain][0] == [
         "brain_01_data",
         "brain_02_training",
         "brain_03_evaluation",
