@@ -18,7 +18,7 @@ from medclass import serving
 from tests.conftest import ROOT
 from tools import book
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.alone]  # a server and a browser
 
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 
