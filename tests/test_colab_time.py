@@ -1,0 +1,73 @@
+"""Each chapter's defaults fit a free Colab GPU, and each chapter says how long it takes there:
+the estimate (benchmarks/colab_time.py) is of the defaults the notebooks hold now, and the time
+each chapter states is the estimate's."""
+
+from __future__ import annotations
+
+import nbformat
+import pandas as pd
+import pytest
+
+from benchmarks import colab_time
+from tests.conftest import ROOT
+from tools import book
+
+TABLE = ROOT / "benchmarks" / "results" / "colab_times.csv"
+RERUN = "defaults changed since the estimate: re-run python -m benchmarks.colab_time"
+
+
+@pytest.fixture(scope="module")
+def estimate() -> pd.DataFrame:
+    return pd.read_csv(TABLE, keep_default_na=False, dtype=str).set_index("chapter")
+
+
+def test_every_chapter_of_the_book_is_estimated(estimate):
+    assert list(estimate.index) == [path.stem for path in book.toc_notebooks()], RERUN
+
+
+@pytest.mark.parametrize("chapter", colab_time.CHAPTERS)
+def test_the_estimate_is_of_the_defaults_the_chapter_holds(estimate, chapter):
+    defaults = book.notebook_defaults(ROOT / "notebooks" / f"{chapter}.ipynb")
+    row = estimate.loc[chapter]
+    assert row["backbone"] == str(defaults.get("backbone", "")), RERUN
+    assert row["image_size"] == str(defaults.get("image_size", "")), RERUN
+    assert row["max_images"] == str(defaults.get("max_images") or ""), RERUN
+    if "epochs_frozen" in defaults:
+        assert row["epochs"] == f"{defaults['epochs_frozen']}+{defaults['epochs_finetune']}", RERUN
+
+
+@pytest.mark.parametrize("chapter", colab_time.CHAPTERS)
+def test_the_chapter_fits_a_free_colab_session_and_says_how_long_it_takes(estimate, chapter):
+    row = estimate.loc[chapter]
+    assert float(row["total_min"]) <= 30, f"{chapter}: {row['total_min']} min on a T4, over 30"
+    opening = nbformat.read(ROOT / "notebooks" / f"{chapter}.ipynb", as_version=4).cells[0].source
+    said = " ".join(opening.split())
+    assert f"**Time**: {row['stated']} on a free Colab GPU (a T4)" in said
+    if row["full_profile_stated"] != row["stated"]:  # the reference recipe is one profile away
+        assert f"`full` profile ({row['full_profile_stated']} on a T4)" in said
+        assert f"notebooks/profiles/full/{chapter}.yaml" in said
+        full = book.chapter_parameters("full", chapter)
+        for name in ("backbone", "image_size", "epochs_frozen", "epochs_finetune", "unfreeze_blocks"):
+            value = f'"{full[name]}"' if isinstance(full[name], str) else str(full[name])
+            assert f"`{name} = {value}`" in said, f"{chapter} names the full recipe's {name}"
+
+
+def test_the_gpu_estimate_scales_with_pixels_and_is_floored_by_the_cpu():
+    at_224 = colab_time.t4_images_per_s("resnet50", 224, forward_only=False)
+    assert colab_time.t4_images_per_s("resnet50", 448, forward_only=False) == pytest.approx(at_224 / 4)
+    assert colab_time.t4_images_per_s("resnet50", 224, forward_only=True) == pytest.approx(3 * at_224)
+    # a tiny image trains faster than the CPU augments: the epoch is the CPU's
+    seconds = colab_time.epoch_seconds("efficientnet_b0", 32, n_train=856, n_val=0, trains_backbone=True)
+    assert seconds == pytest.approx(1.0)
+
+
+def test_the_stated_time_rounds_up():
+    assert colab_time.stated(27.8) == "about 30 minutes"
+    assert colab_time.stated(30.1) == "about 35 minutes"
+    assert colab_time.stated(424.0) == "about 7.5 hours"
+
+
+def test_the_pages_that_quote_the_skin_reference_time_quote_the_estimate(estimate):
+    hours = estimate.loc["skin_02_training", "full_profile_stated"]
+    for page in (ROOT / "README.md", ROOT / "book" / "skin_lesions.md", ROOT / "book" / "performance.md"):
+        assert f"{hours} on a T4" in " ".join(page.read_text().split()), page.name
