@@ -249,6 +249,11 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def chapter_datasets(source: Path, settings: dict) -> list[str]:
+    """The datasets a chapter reads with ``settings`` (its defaults and parameters joined)."""
+    return list(CHAPTER_DATA.get(source.stem, (settings.get("dataset"),)))
+
+
 def provenance(
     profile_name: str, source: Path, parameters: dict, started: datetime.datetime, seconds: float
 ) -> dict:
@@ -259,7 +264,7 @@ def provenance(
         "chapter": source.stem,
         "parameters": settings,
         "uses_model": uses_model(source),
-        "datasets": list(CHAPTER_DATA.get(source.stem, (settings.get("dataset"),))),
+        "datasets": chapter_datasets(source, settings),
         "machine": machine(),
         "started": started.isoformat(timespec="seconds"),
         "seconds": round(seconds, 1),
@@ -385,14 +390,13 @@ def execute_notebook(source: Path, target: Path, parameters: dict, profile_name:
 
 
 def chains(sources: list[Path]) -> list[list[Path]]:
-    """The chapters in two chains that can run side by side: the case studies' chapters in
-    reading order (a training chapter reads its data chapter's split, and the skin training
-    chapter's tracking section lists the brain training chapter's run), and the other
-    chapters, which read nothing another chapter writes."""
+    """The chapters in chains that can run side by side: each case study's chapters in reading
+    order (a training chapter reads its data chapter's split, an evaluation chapter its model),
+    and the other chapters, which read nothing another chapter writes."""
     grouped: dict[str, list[Path]] = {}
     for source in sources:
-        chain = "case studies" if source.stem.startswith(("brain_", "skin_")) else "other"
-        grouped.setdefault(chain, []).append(source)
+        prefix = source.stem.split("_", 1)[0]
+        grouped.setdefault(prefix if prefix in ("brain", "skin") else "other", []).append(source)
     return list(grouped.values())
 
 
@@ -405,7 +409,7 @@ def write_synthetic_data(runs: dict[Path, dict]) -> None:
         settings = {**notebook_defaults(source), **parameters}
         if not settings.get("synthetic"):
             continue
-        for dataset in CHAPTER_DATA.get(source.stem, (settings.get("dataset"),)):
+        for dataset in chapter_datasets(source, settings):
             data.resolve_data_dir(dataset, ROOT / settings["data_dir"], synthetic_data=True)
 
 

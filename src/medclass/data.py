@@ -225,7 +225,7 @@ def load_dataset(
     Byte-identical files share a ``group`` so that a split keeps them on one side.
     """
     root = resolve_data_dir(dataset, data_dir, synthetic_data).resolve()
-    frame = dataset_info(dataset).load(root)
+    frame = dataset_info(dataset).read(root)
     frame.attrs["data_dir"] = str(root)
     frame.attrs["synthetic"] = (root / "SYNTHETIC.txt").exists()
     return frame

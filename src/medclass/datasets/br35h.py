@@ -15,12 +15,6 @@ from medclass.datasets import Dataset, brain_mri
 FOLDER_LABELS = {"no": "Healthy", "yes": "Tumor", "healthy": "Healthy", "tumor": "Tumor"}
 
 
-def load(root: Path):
-    from medclass import data
-
-    return data.load_class_folders(root, DATASET)
-
-
 def write_synthetic(root: Path) -> Path:
     """A synthetic Br35H beside the synthetic Brain Tumor MRI set it copies from (written first
     when it is not there yet)."""
@@ -37,7 +31,6 @@ DATASET = Dataset(
     "slices. Its no/ folder is, in effect, the Brain Tumor MRI Dataset's notumor class.",
     citation="Br35H (Kaggle, ahmedhamada0; its tumour slices that are not copies of Brain Tumor MRI images)",
     class_names=("Healthy", "Tumor"),
-    load=load,
     write_synthetic=write_synthetic,
     kaggle_slug="ahmedhamada0/brain-tumor-detection",
     source_url="https://www.kaggle.com/datasets/ahmedhamada0/brain-tumor-detection",

@@ -7,8 +7,6 @@ pituitary), read as two: notumor is Healthy, the other three are Tumor. Plain ``
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from medclass import synthetic
 from medclass.datasets import Dataset
 
@@ -34,12 +32,6 @@ CLASS_DEFINITIONS = {
 }
 
 
-def load(root: Path):
-    from medclass import data
-
-    return data.load_class_folders(root, DATASET)
-
-
 DATASET = Dataset(
     name="brain_mri",
     folder="brain-tumor-mri",
@@ -47,7 +39,6 @@ DATASET = Dataset(
     "slices are Tumor, notumor slices are Healthy.",
     citation="Brain Tumor MRI (Kaggle, masoudnickparvar; Healthy = notumor, Tumor = the other three)",
     class_names=("Healthy", "Tumor"),
-    load=load,
     write_synthetic=synthetic.write_synthetic_brain_mri,
     kaggle_slug="masoudnickparvar/brain-tumor-mri-dataset",
     source_url="https://www.kaggle.com/datasets/masoudnickparvar/brain-tumor-mri-dataset",

@@ -53,12 +53,6 @@ def write_synthetic(root: str | Path, seed: int = 2) -> Path:
     return root
 
 
-def load(root: Path):
-    from medclass import data
-
-    return data.load_class_folders(root, DATASET)
-
-
 DATASET = Dataset(
     name="ph2",
     folder="ph2",
@@ -66,7 +60,6 @@ DATASET = Dataset(
     "(nv) and melanomas (mel), from another hospital than HAM10000.",
     citation="PH2 dermoscopy (Mendonça et al. 2013, Hospital Pedro Hispano; nevi as nv, melanomas as mel)",
     class_names=("mel", "nv"),
-    load=load,
     write_synthetic=write_synthetic,
     source_url="https://www.fc.up.pt/addi/ph2%20database.html",
     risk_classes=("mel",),
