@@ -66,11 +66,13 @@ cases: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks notebooks tools
+	$(VENV)/bin/ruff format --check --line-length 88 notebooks
 	$(VENV)/bin/nbstripout --verify notebooks/*.ipynb
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix src tests benchmarks notebooks tools
 	$(VENV)/bin/ruff format src tests benchmarks tools
+	$(VENV)/bin/ruff format --line-length 88 notebooks  # the book's page width
 	$(VENV)/bin/nbstripout notebooks/*.ipynb
 
 links: $(STAMP)

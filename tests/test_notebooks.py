@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -90,9 +92,32 @@ def test_skeleton(notebook):
         assert 'if keep_on_drive and "google.colab" in sys.modules' in rest[0].source
         rest = rest[1:]
     assert rest[0].source.startswith("seed_everything(seed)")
+    setup = [code[0], code[3], *code[4 : code.index(rest[0])]]  # install, check, Drive
+    assert all("hide-cell" in cell.metadata.get("tags", []) for cell in setup), "setup folded in the book"
     assert any(re.search(r"^## Summary", c.source, re.M) for c in cells if c.cell_type == "markdown")
     for cell in code:
         assert "\ndef " not in f"\n{cell.source}", f"{path.name} defines a function: it belongs in src/"
+
+
+def test_notebook_code_is_formatted_to_the_page_width():
+    """`make format` formats the chapters' code at 88 characters, the width a book page shows."""
+    ruff = Path(sys.executable).parent / "ruff"
+    result = subprocess.run(
+        [str(ruff), "format", "--check", "--line-length", "88", "notebooks"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_each_chapter_ends_with_exercises_and_folded_solutions(notebook):
+    path, document = notebook
+    last = document.cells[-1]
+    assert last.cell_type == "markdown" and last.source.startswith("## Exercises"), path.name
+    questions = re.findall(r"^\d+\. ", last.source, re.M)
+    solutions = re.findall(r"^```\{admonition\} Solution\n:class: dropdown\n", last.source, re.M)
+    assert 2 <= len(questions) <= 4 and len(solutions) == len(questions), path.name
 
 
 def test_parameters_are_literals_from_the_vocabulary(notebook):
