@@ -109,6 +109,11 @@ def test_notebook_code_is_formatted_to_the_page_width():
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    for path in NOTEBOOKS:  # strings and comments too, which the formatter leaves as they are
+        cells = nbformat.read(path, as_version=4).cells
+        long = [line for cell in cells if cell.cell_type == "code" for line in cell.source.splitlines()]
+        long = [line for line in long if len(line) > 88]
+        assert not long, f"{path.name}: {len(long)} code lines over 88 characters, first {long[0]!r}"
 
 
 def test_each_chapter_ends_with_exercises_and_folded_solutions(notebook):
