@@ -146,7 +146,7 @@ def balanced_class_weight(labels: pd.Series, class_names: list[str]) -> dict[int
     """Weights inversely proportional to class frequency, as scikit-learn's "balanced"."""
     counts = labels.value_counts()
     return {
-        index: len(labels) / (len(class_names) * counts.get(name, 1))
+        index: float(len(labels) / (len(class_names) * counts.get(name, 1)))
         for index, name in enumerate(class_names)
     }
 
