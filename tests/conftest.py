@@ -135,19 +135,6 @@ def demo_book(tmp_path_factory):
     return build_dir, result.stdout + result.stderr
 
 
-# make test runs the tests on two workers, then the tests marked ``alone`` one at a time: those
-# that run processes of their own side by side. Every test that needs the demo book or the Colab
-# rehearsal is one of them, marked here by the fixtures it uses.
-ALONE_FIXTURES = {"demo_book", "colab_kernel", "lone_runs"}
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if ALONE_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.alone)
-
-
 # The bad-input cases (issue 16) ---------------------------------------------------------------
 # A test marked ``@pytest.mark.case(item, what, behaviour)`` reproduces one bad input, fault or
 # race, and asserts the behaviour described. ``make cases`` runs the marked tests and writes the

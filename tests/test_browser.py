@@ -18,7 +18,7 @@ from medclass import serving
 from tests.conftest import ROOT
 from tools import book
 
-pytestmark = [pytest.mark.slow, pytest.mark.alone]  # a server and a browser
+pytestmark = pytest.mark.slow
 
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 
