@@ -170,7 +170,23 @@ def case_rows(items) -> list[dict]:
     return list(rows.values())
 
 
+REHEARSAL = "test_each_chapter_runs_alone_in_a_fresh_environment"
+
+
+def pytest_collection_finish(session):
+    """When the session will run the Colab rehearsal (tests/test_prerequisites.py), start
+    building its fresh environment now, in the background; not on an xdist worker, where each
+    worker would build one."""
+    rehearsal = [item for item in session.items if getattr(item, "originalname", "") == REHEARSAL]
+    if rehearsal and not hasattr(session.config, "workerinput"):
+        rehearsal[0].module.start_colab_environment()
+
+
 def pytest_sessionfinish(session, exitstatus):
+    for item in session.items:  # a session stopped before the rehearsal leaves no 3 GB behind
+        if getattr(item, "originalname", "") == REHEARSAL:
+            item.module.remove_colab_environment()
+            break
     target = session.config.getoption("--cases-table")
     if not target:
         return

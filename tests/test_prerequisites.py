@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -60,19 +61,18 @@ def test_a_split_that_is_there_is_used_not_made_again(tmp_path, capsys):
 # The Colab rehearsal (issue 15, item 4) -------------------------------------------------------
 # Each chapter alone, as a Colab badge opens it: a fresh runtime with what the install cell
 # installs, an empty working directory, the demo profile's parameters with only sizes changed
-# (fewer epochs) and the network sources pointed at local files.
+# (one epoch a phase, at most 250 images, at most 64 px) and the network sources pointed at
+# local files.
 
 CHAPTERS = [path.stem for path in sorted((ROOT / "notebooks").glob("*.ipynb"))]
 DEPENDS_ON_EARLIER = {"brain_02_training", "brain_03_evaluation", "skin_02_training", "skin_03_evaluation"}
 
 
-@pytest.fixture(scope="module")
-def colab_kernel(tmp_path_factory):
-    """A fresh virtual environment holding exactly what a chapter's install cell installs,
-    ``medclass[book]`` (from this checkout instead of the Git URL, so the package is what this
-    commit builds), plus ipykernel, which Colab's runtime has; ``requirements.txt`` holds the
-    versions, as Colab's preinstalled packages hold a user's. Yields the name of its kernel."""
-    import os
+def build_colab_environment(folder: Path) -> Path:
+    """A fresh virtual environment in ``folder`` holding exactly what a chapter's install cell
+    installs, ``medclass[book]`` (from this checkout instead of the Git URL, so the package is
+    what this commit builds), plus ipykernel, which Colab's runtime has; ``requirements.txt``
+    holds the versions, as Colab's preinstalled packages hold a user's. Returns its Python."""
     import shutil
     import subprocess
     import sys
@@ -80,53 +80,89 @@ def colab_kernel(tmp_path_factory):
     from tools import book
 
     # What pip builds from the repository, copied out so that the build leaves the checkout alone.
-    package = tmp_path_factory.mktemp("colab") / "package"
+    package = folder / "package"
     shutil.copytree(ROOT / "src", package / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, package / name)
     _, install = book.expected_links(ROOT / "notebooks" / "brain_01_data.ipynb")
     spec = install.split(" @ ", 1)[0] + " @ " + package.as_uri()  # medclass[book] @ file:///...
-    venv = package.parent / "venv"
+    venv = folder / "venv"
     python = venv / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run(
-        [
-            python,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--progress-bar",
-            "off",
-            "-c",
-            str(ROOT / "requirements.txt"),
-            spec,
-            "ipykernel",
-        ],
-        check=True,
-    )
-    subprocess.run(
+    pip = [python, "-m", "pip", "install", "--quiet", "--progress-bar", "off"]
+    pip += ["--no-compile"]  # a third faster; the kernels compile what they import
+    steps = [
+        [sys.executable, "-m", "venv", str(venv)],
+        [*pip, "-c", str(ROOT / "requirements.txt"), spec, "ipykernel"],
         [python, "-m", "ipykernel", "install", "--prefix", str(venv), "--name", "colab-rehearsal"],
-        check=True,
-        capture_output=True,
-    )
-    earlier = os.environ.get("JUPYTER_PATH")
-    os.environ["JUPYTER_PATH"] = str(venv / "share" / "jupyter")
+    ]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(map(str, step))} failed:\n{done.stderr[-4000:]}")
+    return python
+
+
+ENVIRONMENT: dict = {}  # the build of the session's environment: its folder and its future
+
+
+def start_colab_environment() -> None:
+    """Start building the rehearsal's environment in a background thread. Called when the
+    session is collected (tests/conftest.py), so that the install, a minute or two of one
+    core's work and the disk's, overlaps the tests that run before the rehearsal."""
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    folder = Path(tempfile.mkdtemp(prefix="colab-rehearsal-"))
+    pool = ThreadPoolExecutor(max_workers=1)
+    ENVIRONMENT.update(folder=folder, future=pool.submit(build_colab_environment, folder))
+    pool.shutdown(wait=False)
+
+
+def remove_colab_environment() -> None:
+    """Wait for the build, if one was started, and remove its folder (3 GB)."""
+    import shutil
+
+    if ENVIRONMENT:
+        ENVIRONMENT["future"].exception()  # waits; a failure is reported by colab_kernel
+        shutil.rmtree(ENVIRONMENT.pop("folder"), ignore_errors=True)
+        ENVIRONMENT.clear()
+
+
+@pytest.fixture(scope="module")
+def colab_kernel():
+    """The fresh environment's kernel, registered where Jupyter looks; yields its name and
+    its Python."""
+    import os
+
+    if not ENVIRONMENT:  # not started at collection: under xdist, or called on its own
+        start_colab_environment()
     try:
-        yield "colab-rehearsal", python
+        python = ENVIRONMENT["future"].result()
+        venv = python.parents[1]
+        earlier = os.environ.get("JUPYTER_PATH")
+        os.environ["JUPYTER_PATH"] = str(venv / "share" / "jupyter")
+        try:
+            yield "colab-rehearsal", python
+        finally:
+            if earlier is None:
+                del os.environ["JUPYTER_PATH"]
+            else:
+                os.environ["JUPYTER_PATH"] = earlier
     finally:
-        if earlier is None:
-            del os.environ["JUPYTER_PATH"]
-        else:
-            os.environ["JUPYTER_PATH"] = earlier
-        shutil.rmtree(package.parent)  # 3 GB; pytest keeps its last three temporary folders
+        remove_colab_environment()
+
+
+ALONE_MAX_IMAGES = 250
+ALONE_IMAGE_SIZE = 64
 
 
 def alone_parameters(chapter: str) -> dict:
     """The demo profile's parameters for ``chapter``, with the folders of an empty working
     directory (each chapter writes the synthetic data it reads, as a Colab user's runtime
-    would), one epoch a phase (a stage, for progressive unfreezing), and a weights file given by
-    an absolute path, as a Colab user's uploaded file would be."""
+    would), one epoch a phase (a stage, for progressive unfreezing), smaller sizes (what a
+    lone run must show is that the chapter finds or makes everything it needs, not its
+    numbers), and a weights file given by an absolute path, as a Colab user's uploaded file
+    would be."""
     from tools import book
 
     settings = demo_parameters(chapter)
@@ -137,6 +173,10 @@ def alone_parameters(chapter: str) -> dict:
     if settings.get("epochs_finetune"):
         stages = settings.get("unfreeze_blocks", 1)
         settings["epochs_finetune"] = len(stages) if isinstance(stages, list) else 1
+    if "max_images" in settings:  # 250 of the synthetic brain set's 416; all 243 skin images
+        settings["max_images"] = ALONE_MAX_IMAGES
+    if settings.get("image_size", 0) > ALONE_IMAGE_SIZE:
+        settings["image_size"] = ALONE_IMAGE_SIZE
     declared = book.notebook_defaults(ROOT / "notebooks" / f"{chapter}.ipynb")
     assert set(settings) <= set(declared), "papermill would warn of an unknown parameter"
     if isinstance(settings.get("weights"), str) and settings["weights"].endswith(".h5"):

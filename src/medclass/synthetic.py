@@ -16,11 +16,13 @@ synthetic Br35H (:func:`write_synthetic_br35h`) has tumour slices saved the Heal
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
+from threadpoolctl import threadpool_limits
 
 # The Kaggle folder names; synthetic Tumor slices are dealt round-robin into the three
 # tumour folders so that the real loader reads the synthetic set unchanged.
@@ -37,8 +39,21 @@ class Phantom:
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
-    field = ndimage.gaussian_filter(rng.standard_normal((size, size)), sigma)
+    blur = _gaussian_matrix(size, sigma)
+    # One BLAS thread: two writers side by side (the book's chains, lone chapters) each
+    # spinning threads on the same two cores ran three times slower than one thread each.
+    with threadpool_limits(1, user_api="blas"):
+        field = blur @ rng.standard_normal((size, size)) @ blur.T
     return field / (np.abs(field).max() + 1e-8)
+
+
+@cache
+def _gaussian_matrix(size: int, sigma: float) -> np.ndarray:
+    """``ndimage.gaussian_filter1d`` along one axis of a ``size``-long signal, as a matrix:
+    ``blur @ x @ blur.T`` is ``ndimage.gaussian_filter(x, sigma)`` for a square ``x`` (the
+    same weights and reflected edges), in a millisecond where the filter takes 30 at the bias
+    field's sigma of 64 pixels, most of the time it took to draw a phantom."""
+    return ndimage.gaussian_filter1d(np.eye(size), sigma, axis=0)
 
 
 def _ellipse(yy, xx, cy, cx, ry, rx, angle=0.0):
