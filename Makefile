@@ -17,7 +17,7 @@ help:
 	@echo "make book [PROFILE=demo|cpu|full] [DATA_DIR=...]  execute the notebooks, build _build/html"
 	@echo "make published [PUBLISHED=cpu|full]               build _build/published/html from book/published/, no execution"
 	@echo "make app [MODEL=path/to/export]                   serve the Streamlit demo app on http://localhost:8501"
-	@echo "make test                                         the whole test suite (notebooks and book included)"
+	@echo "make test                                         the whole test suite (notebooks and book included), on two workers"
 	@echo "make test-fast                                    the tests not marked slow (minutes): no notebook, no real data"
 	@echo "make cases                                        the bad-input cases: their tests, and the appendix's table"
 	@echo "make lint                                         ruff, and notebooks free of outputs"
@@ -48,26 +48,32 @@ published: $(STAMP)
 app: $(STAMP)
 	$(VENV)/bin/streamlit run src/medclass/app/streamlit_app.py $(if $(MODEL),-- --model $(MODEL))
 
+# The tests on two workers (pytest-xdist, a module to a worker, each computing on one thread:
+# tests/conftest.py), then those marked `alone`, which run processes of their own side by side
+# (the demo book, the Colab rehearsal, a browser), one at a time. Both stages always run; the
+# target fails if either does.
+WORKERS := -n 2 --dist loadscope
 test: $(STAMP)
-	$(PYTHON) -m pytest --durations=25
+	@status=0; \
+	$(PYTHON) -m pytest -m "not alone" $(WORKERS) --durations=25 || status=$$?; \
+	$(PYTHON) -m pytest -m alone --durations=15 || status=$$?; \
+	exit $$status
 
-# The tests not marked slow, on two workers (pytest-xdist, a module to a worker): most of a
-# small test is one core's work (tracing a model, starting the app), so two workers halve it.
+# The tests not marked slow, on the same two workers.
 test-fast: $(STAMP)
-	$(PYTHON) -m pytest -m "not slow" -n 2 --dist loadscope --durations=10
+	$(PYTHON) -m pytest -m "not slow" $(WORKERS) --durations=10
 
 cases: $(STAMP)
 	$(PYTHON) -m pytest -m case --cases-table=book/generated/bad_input_cases.md
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks notebooks tools
-	$(VENV)/bin/ruff format --check --line-length 88 notebooks
+	$(VENV)/bin/ruff format --check notebooks  # 88 characters: notebooks/ruff.toml
 	$(VENV)/bin/nbstripout --verify notebooks/*.ipynb
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix src tests benchmarks notebooks tools
-	$(VENV)/bin/ruff format src tests benchmarks tools
-	$(VENV)/bin/ruff format --line-length 88 notebooks  # the book's page width
+	$(VENV)/bin/ruff format src tests benchmarks tools notebooks  # notebooks at 88: notebooks/ruff.toml
 	$(VENV)/bin/nbstripout notebooks/*.ipynb
 
 links: $(STAMP)

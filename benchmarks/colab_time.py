@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from functools import cache
 from pathlib import Path
 
 import pandas as pd
@@ -87,13 +88,20 @@ def epoch_seconds(backbone: str, size: int, n_train: int, n_val: int, trains_bac
     return max(gpu, n_train / AUGMENT_PER_S) + n_val / t4_images_per_s(backbone, size, forward_only=True)
 
 
+@cache
+def image_count(dataset: str, data_dir: Path, label: str | None = None) -> int:
+    """How many images ``dataset`` holds (of ``label``, when given), each dataset read once."""
+    frame = data.load_dataset(dataset, data_dir)
+    return int(len(frame) if label is None else (frame["label"] == label).sum())
+
+
 def split_sizes(dataset: str, data_dir: Path, max_images: int | None) -> dict[str, float]:
     """Images per split as the data chapters make them, from the real datasets' counts."""
-    n = len(data.load_dataset(dataset, data_dir))
+    n = image_count(dataset, data_dir)
     n = min(n, max_images) if max_images else n
     if dataset == "ham10000":
         return {"train": 0.7 * n, "val": 0.15 * n, "test": 0.15 * n, "external_test": 0}
-    tumours = (data.load_dataset("br35h", data_dir)["label"] == "Tumor").sum()
+    tumours = image_count("br35h", data_dir, "Tumor")
     tumours = min(tumours, max(10, max_images // 5)) if max_images else tumours
     return {
         "train": 0.8 * n + 0.45 * tumours,
@@ -103,26 +111,36 @@ def split_sizes(dataset: str, data_dir: Path, max_images: int | None) -> dict[st
     }
 
 
-def cpu_seconds(chapter: str, only: tuple[str, ...] = ()) -> tuple[float, dict]:
-    """The published cpu run's seconds in cells without GPU work (in the cells that contain one
-    of ``only``, when given), and that run's parameters."""
+@cache
+def published_cells(chapter: str) -> tuple[tuple[tuple[str, float], ...], dict]:
+    """The published cpu run of ``chapter``, read once: each code cell's source and seconds,
+    and the run's parameters."""
     path = PUBLISHED / f"{chapter}.ipynb"
     document = json.loads(path.read_text())
-    seconds = 0.0
+    cells = []
     for cell in document["cells"]:
         if cell["cell_type"] != "code":
             continue
-        source = "".join(cell["source"])
         duration = cell["metadata"].get("papermill", {}).get("duration")
         if duration is None:
             raise SystemExit(f"{path}: a cell without papermill's duration; re-run make book PROFILE=cpu.")
+        cells.append(("".join(cell["source"]), duration))
+    return tuple(cells), document["metadata"]["medclass"]["parameters"]
+
+
+def cpu_seconds(chapter: str, only: tuple[str, ...] = ()) -> tuple[float, dict]:
+    """The published cpu run's seconds in cells without GPU work (in the cells that contain one
+    of ``only``, when given), and that run's parameters."""
+    cells, parameters = published_cells(chapter)
+    seconds = 0.0
+    for source, duration in cells:
         if any(marker in source for marker in GPU_CELLS) or (only and not any(m in source for m in only)):
             continue
         scale = (
             HAM_PIXEL_RATIO if chapter.startswith("skin") and any(m in source for m in DECODE_CELLS) else 1
         )
         seconds += duration * scale
-    return seconds, document["metadata"]["medclass"]["parameters"]
+    return seconds, parameters
 
 
 def gpu_seconds(chapter: str, p: dict, data_dir: Path) -> float:
@@ -154,12 +172,9 @@ def gpu_seconds(chapter: str, p: dict, data_dir: Path) -> float:
 
 
 def cpu_fit_seconds(chapter: str) -> float:
-    document = json.loads((PUBLISHED / f"{chapter}.ipynb").read_text())
-    return sum(
-        cell["metadata"]["papermill"]["duration"]
-        for cell in document["cells"]
-        if cell["cell_type"] == "code" and ".fit(" in "".join(cell["source"])
-    )
+    """The published cpu run's seconds in cells that call ``fit``."""
+    cells, _ = published_cells(chapter)
+    return sum(duration for source, duration in cells if ".fit(" in source)
 
 
 def totals(p_of, data_dir: Path) -> dict[str, dict]:

@@ -8,9 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-from PIL import Image
+# On pytest-xdist's two workers (make test's first stage, make test-fast) each worker computes
+# on one thread, and so do the processes its tests start: two processes each spinning a pool of
+# threads sized to the whole machine slowed single tests up to sixfold; most of a small test is
+# one core's work (tracing a model) anyway. Set before NumPy and TensorFlow are imported.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for variable in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "2")  # two replicas' collectives, side by side
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -133,6 +142,20 @@ def demo_book(tmp_path_factory):
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return build_dir, result.stdout + result.stderr
+
+
+# make test runs the tests on two workers, then the tests marked ``alone`` one at a time: those
+# that run processes of their own side by side, each using both cores (the demo book's chains,
+# the Colab rehearsal's lone chapters, a server and a browser). Every test that needs the demo
+# book or the rehearsal is one of them, marked here by the fixtures it uses.
+ALONE_FIXTURES = {"demo_book", "colab_kernel", "lone_runs"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if ALONE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.alone)
 
 
 # The bad-input cases (issue 16) ---------------------------------------------------------------

@@ -92,6 +92,33 @@ def test_fine_tuning_keeps_batch_norm_statistics_unless_its_layers_are_trainable
         assert all(changed) if batch_norm_trainable else not any(changed)
 
 
+def test_a_calibrated_random_backbone_gives_features_a_head_can_use():
+    """Issue 18, item 3: frozen with Keras's initial BatchNormalization statistics, a random
+    MobileNetV2's pooled features are nearly constant, and the random-features control could
+    only learn the class prior; calibrated on the images, they spread. No weight changes."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (32, 48, 48, 3)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.zeros(32, "float32"))).batch(8)
+    keras.utils.set_random_seed(0)
+    model, base = models.build_classifier("mobilenet_v2", None, (48, 48), 2, alpha=0.35)
+    weights = [np.asarray(w).copy() for w in base.trainable_weights + base.non_trainable_weights]
+    momenta = [norm.momentum for norm in models.batch_norm_layers(base)]
+    before = transfer.pooled_feature_std(model, dataset)
+    models.calibrate_batch_norm(model, base, dataset, batches=4)
+    after = transfer.pooled_feature_std(model, dataset)
+    assert before < 1e-4 < 1e-2 < after, (before, after)
+    assert not base.trainable, "left frozen, as it was"
+    assert [norm.momentum for norm in models.batch_norm_layers(base)] == momenta, "given back"
+    unchanged = [
+        np.array_equal(w, np.asarray(v))
+        for w, v in zip(weights, base.trainable_weights + base.non_trainable_weights, strict=True)
+        if "moving" not in v.path
+    ]
+    assert all(unchanged), "only the moving statistics change"
+
+
 @pytest.mark.slow
 def test_one_and_two_phase_strategies_train_for_the_same_budget(synthetic_dir):
     """A one-phase strategy and the two-phase one with the most steps (fine-tuning with
@@ -109,6 +136,7 @@ def test_one_and_two_phase_strategies_train_for_the_same_budget(synthetic_dir):
     assert list(summary.index) == list(chosen)
     assert histories.groupby("strategy").size().eq(2).all(), "two epochs each, fine-tuning included"
     assert (summary["seconds"] > 0).all()
+    assert summary.loc["random features, frozen", "pooled feature std"] > 1e-2, "a control that can learn"
     with pytest.raises(ValueError, match="strategy="):
         transfer.train_strategy("half-frozen", setup, train, val)
 

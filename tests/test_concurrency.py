@@ -87,6 +87,7 @@ print("ok")
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 @pytest.mark.case(
     8,
     "three runs starting MLflow in a fresh output_dir at once",

@@ -100,10 +100,11 @@ def test_skeleton(notebook):
 
 
 def test_notebook_code_is_formatted_to_the_page_width():
-    """`make format` formats the chapters' code at 88 characters, the width a book page shows."""
+    """`make format` formats the chapters' code at 88 characters, the width a book page shows
+    (notebooks/ruff.toml, which plain `ruff format` and the commit hook read too)."""
     ruff = Path(sys.executable).parent / "ruff"
     result = subprocess.run(
-        [str(ruff), "format", "--check", "--line-length", "88", "notebooks"],
+        [str(ruff), "format", "--check", "notebooks"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -277,6 +278,55 @@ def test_every_chapter_says_how_its_results_were_produced(demo_book):
     assert "Backbone" in training and "resnet50" in training and "random initialisation" in training
     data_chapter = (build_dir / "html" / "notebooks" / "brain_01_data.html").read_text()
     assert "Backbone" not in data_chapter.split("How the results on this page were produced")[1][:2000]
+
+
+def test_chapter_prose_binds_to_no_run_and_agrees_with_the_profiles():
+    """The markdown is shared by every profile's pages (issue 18, item 1)."""
+    assert [problem for source in NOTEBOOKS for problem in book.prose_problems(source)] == []
+
+
+def test_prose_that_cannot_be_true_of_every_run_is_found(tmp_path):
+    document = nbformat.v4.new_notebook()
+    parameters_cell = nbformat.v4.new_code_cell("weights = None\nsynthetic = True")
+    parameters_cell.metadata["tags"] = ["parameters"]
+    run_note = nbformat.v4.new_code_cell("")
+    run_note.outputs = [
+        nbformat.v4.new_output(
+            "display_data",
+            data={"text/markdown": "This run's backbone is **not pretrained**. Its images are **synthetic**"},
+        )
+    ]
+    document.cells = [
+        parameters_cell,
+        nbformat.v4.new_markdown_cell(
+            "With `weights=None` (the `demo` profile, which built the pages you are reading) "
+            "the backbone is\nnot pretrained. The `demo` profile keeps `synthetic=True`."
+        ),
+        nbformat.v4.new_markdown_cell("The `cpu` profile fine-tunes for `epochs_finetune=4` epochs."),
+        run_note,
+    ]
+    document.metadata["medclass"] = {"parameters": {"weights": "backbone.weights.h5", "synthetic": False}}
+    path = tmp_path / "brain_02_training.ipynb"
+    nbformat.write(document, path)
+    problems = book.prose_problems(path)
+    assert len(problems) == 4, problems
+    assert "cell 1 binds the prose to one run" in problems[0]
+    assert "cell 2 says `epochs_finetune=4` of the `cpu` profile, whose value is 0" in problems[1]
+    assert problems[2:] == [
+        "brain_02_training: its run's note misstates the weights, 'backbone.weights.h5'",
+        "brain_02_training: its run's note misstates the data, synthetic=False",
+    ]
+
+
+@pytest.mark.slow
+def test_the_demo_pages_say_what_their_runs_did(demo_book):
+    build_dir, _ = demo_book
+    executed = build_dir / "executed" / "demo"
+    assert [problem for source in NOTEBOOKS for problem in book.prose_problems(executed / source.name)] == []
+    for chapter in ("brain_02_training", "skin_02_training"):
+        text = json.dumps(nbformat.read(executed / f"{chapter}.ipynb", as_version=4).cells)
+        assert "This run's backbone is **not pretrained**" in text, chapter
+        assert "Its images are **synthetic**" in text, chapter
 
 
 @pytest.mark.slow

@@ -261,6 +261,37 @@ def build_classifier(
     return keras.Model(inputs, outputs, name=f"{backbone}_classifier"), base
 
 
+def batch_norm_layers(backbone: keras.Model) -> list[keras.layers.BatchNormalization]:
+    return [layer for layer in backbone.layers if isinstance(layer, layers.BatchNormalization)]
+
+
+def calibrate_batch_norm(model: keras.Model, backbone: keras.Model, dataset, batches: int = 8) -> None:
+    """Set the moving mean and variance of every BatchNormalization layer of ``backbone`` to
+    their average over the first ``batches`` batches of ``dataset`` (``(images, labels)``
+    batches fed to ``model``, a model of :func:`build_classifier`), layer after layer as the
+    images flow through; no weight changes.
+
+    A randomly initialised backbone starts from moving statistics of 0 and 1, which normalise
+    nothing in inference mode: frozen, its activations shrink block after block, and its
+    pooled features come out nearly constant, so a head on them has nothing to fit. Calibrated,
+    the random backbone is a control that can learn: what the architecture alone gives.
+    Call it before training; ``backbone`` is left frozen or not, as it was.
+    """
+    into_backbone = keras.Model(model.input, model.get_layer("preprocess").output)
+    norms = batch_norm_layers(backbone)
+    trainable, momenta = backbone.trainable, [norm.momentum for norm in norms]
+    backbone.trainable = True  # a BatchNormalization layer updates its statistics only then
+    try:
+        for count, (images, _) in enumerate(dataset.take(batches), start=1):
+            for norm in norms:  # a running mean of the batches' statistics
+                norm.momentum = (count - 1) / count
+            backbone(into_backbone(images), training=True)
+    finally:
+        backbone.trainable = trainable
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+
+
 def backbone_blocks(backbone: keras.Model) -> list[tuple[str, list]]:
     """The backbone's layers grouped into its blocks, input to output: ``[(name, layers)]``.
 

@@ -1,4 +1,4 @@
-"""Notebook set-up helpers: seeding and library versions.
+"""Notebook set-up helpers: seeding, library versions, and what a run is.
 
 First used in chapter "Convolutional networks" (notebooks/concepts_01_cnn.ipynb).
 """
@@ -75,3 +75,36 @@ def folder_lock(lock_path: str | Path, wait: bool, what: str):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def describe_weights(weights: str | None) -> str:
+    """Where a backbone's weights come from, in words: the provenance note of every executed
+    chapter and the training chapters' model cells say it the same way."""
+    if not weights:
+        return "random initialisation (not pretrained)"
+    if weights == "imagenet":
+        return "ImageNet weights (Keras download)"
+    return f"ImageNet weights from the file `{Path(str(weights)).name}`"
+
+
+def what_the_numbers_show(weights: str | None, synthetic: bool) -> str:
+    """A note, made from a run's own parameters, on what its numbers can show. The training
+    chapters display it beside the model they build, so that a page never describes another
+    run than the one that produced it."""
+    if not weights:
+        start = (
+            "This run's backbone is **not pretrained** (`weights=None`): phase 1 trains a head on "
+            "random features, so results near chance are the expected outcome. The run shows "
+            "the pipeline's mechanics, not the value of transfer learning."
+        )
+    else:
+        start = (
+            f"This run's backbone starts from {describe_weights(weights)}: phase 1 trains a "
+            "head on features learned from photographs, the transfer this book is about."
+        )
+    data = (
+        "Its images are **synthetic**: the numbers below say nothing clinical."
+        if synthetic
+        else "Its images are the real dataset's."
+    )
+    return f"```{{note}}\n{start} {data}\n```"

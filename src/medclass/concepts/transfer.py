@@ -5,14 +5,19 @@ First used in chapter "Transfer learning" (notebooks/concepts_03_transfer.ipynb)
 Five ways to train one backbone for a new task, each for the same number of epochs:
 
 - **random features, frozen**: a randomly initialised backbone, frozen; only the head learns.
-  The control: what a network's architecture alone gives.
+  The control: what a network's architecture alone gives. Its BatchNormalization statistics
+  are first estimated on training images (:func:`medclass.models.calibrate_batch_norm`);
+  without that its pooled features are nearly constant and the control cannot learn at all.
 - **ImageNet features, frozen** (feature extraction): the pretrained backbone, frozen; only the
   head learns.
 - **ImageNet, fine-tuned**: feature extraction for the first half of the epochs, then the top
   blocks trained too at a tenth of the learning rate, BatchNormalization kept in inference mode.
 - **ImageNet, fine-tuned, BatchNorm training**: the same, but BatchNormalization layers update
   their statistics on the new data's small batches.
-- **from scratch**: random initialisation, every layer trained, BatchNormalization in training mode.
+- **from scratch**: random initialisation, every layer trained, BatchNormalization in training
+  mode with a moving-average momentum of 0.9 (PyTorch's default) instead of Keras's 0.99: the
+  statistics used for validation then follow weights that change fast, within a few dozen
+  steps instead of hundreds, which a budget of a few epochs does not have.
 
 In Keras 3 a BatchNormalization layer runs in training mode during ``fit`` exactly when it is
 trainable; :func:`medclass.models.unfreeze_top_blocks` leaves it frozen, and the "BatchNorm
@@ -25,6 +30,7 @@ import time
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 import pandas as pd
 
 from medclass import models, training
@@ -36,6 +42,9 @@ STRATEGIES = (
     "ImageNet, fine-tuned, BatchNorm training",
     "from scratch",
 )
+
+
+SCRATCH_MOMENTUM = 0.9
 
 
 @dataclass
@@ -77,6 +86,11 @@ def train_strategy(strategy: str, setup: Setup, train_ds, val_ds) -> pd.DataFram
     else:
         phases = [training.Phase(strategy, setup.epochs, setup.learning_rate, 0)]
     started, history = time.perf_counter(), {}
+    if strategy == "random features, frozen":
+        models.calibrate_batch_norm(model, base, train_ds)
+    if strategy == "from scratch":
+        for norm in models.batch_norm_layers(base):
+            norm.momentum = SCRATCH_MOMENTUM
     for phase in phases:
         if strategy == "from scratch":
             base.trainable = True  # every layer, BatchNormalization in training mode
@@ -101,14 +115,26 @@ def train_strategy(strategy: str, setup: Setup, train_ds, val_ds) -> pd.DataFram
     table.insert(0, "epoch", range(1, len(table) + 1))
     table.insert(0, "strategy", strategy)
     table.attrs["seconds"] = time.perf_counter() - started
+    table.attrs["feature std"] = pooled_feature_std(model, val_ds)
     return table
+
+
+def pooled_feature_std(model: keras.Model, dataset) -> float:
+    """The standard deviation of the pooled backbone features over one batch of ``dataset``:
+    near zero, the features are constant and a head on them can only learn the class prior."""
+    images, _ = next(iter(dataset))
+    pooled = keras.Model(model.input, model.get_layer("pool").output)
+    return float(np.std(pooled(images, training=False)))
 
 
 def compare(setup: Setup, train_ds, val_ds, strategies=STRATEGIES) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train every strategy; return ``(summary, histories)``.
 
     The summary holds, per strategy, the last epoch's validation accuracy and ROC-AUC, the best
-    validation accuracy, and the training time; the histories every epoch of every strategy.
+    validation accuracy, the training loss of the first and last epochs (a strategy can fit its
+    training images while validation stays flat), the spread of its pooled features on a
+    validation batch (:func:`pooled_feature_std`), and the training time; the histories every
+    epoch of every strategy.
     """
     histories, rows = [], []
     for strategy in strategies:
@@ -121,6 +147,9 @@ def compare(setup: Setup, train_ds, val_ds, strategies=STRATEGIES) -> tuple[pd.D
                 "val accuracy (last epoch)": last["val_accuracy"],
                 "val ROC-AUC (last epoch)": last["val_auc"],
                 "best val accuracy": history["val_accuracy"].max(),
+                "training loss, first epoch": history["loss"].iloc[0],
+                "training loss, last epoch": last["loss"],
+                "pooled feature std": history.attrs["feature std"],
                 "seconds": history.attrs["seconds"],
             }
         )
