@@ -107,4 +107,4 @@ def what_the_numbers_show(weights: str | None, synthetic: bool) -> str:
         if synthetic
         else "Its images are the real dataset's."
     )
-    return f"```{{note}}\n{start} {data}\n```"
+    return f"> **Note.** {start} {data}"  # a quotation renders alike in the book, Jupyter and Colab
