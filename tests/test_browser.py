@@ -114,8 +114,11 @@ def test_the_published_book_shows_real_results_with_their_provenance(page, publi
 
 
 # What a reader's browser shows of a page: code wider than its box (cut, or hidden behind a
-# scroll bar; printed output may scroll), images of the book that did not load, and markdown
-# left unrendered in the text: a role such as {doc}`...`, a fence, **bold** or a # heading.
+# scroll bar; printed output may scroll), images of the book that did not load, figures shrunk
+# to fit the text column until their labels are unreadable (below 3/4 of their size: 8-point
+# text drawn at 100 dpi then shows under 8 px; medclass.figures sizes them for the page), and
+# markdown left unrendered in the text: a role such as {doc}`...`, a fence, **bold** or a #
+# heading.
 RAW_MARKDOWN = r"\{(doc|ref|cite|func|class|glue)\}`|```|\*\*\w[^*]*\*\*|^#{1,4} "
 PAGE_PROBLEMS = """(rawMarkdown) => {
     const main = document.querySelector("main") || document.body;
@@ -127,23 +130,31 @@ PAGE_PROBLEMS = """(rawMarkdown) => {
     const broken = [...main.querySelectorAll("img")]  // the Colab badge is on the web
         .filter((img) => img.src.startsWith("file:") && !(img.complete && img.naturalWidth > 0))
         .map((img) => "image not loaded: " + img.getAttribute("src"));
+    const shrunk = [...main.querySelectorAll(".cell_output img")]
+        .filter((img) => img.naturalWidth > 0 && img.clientWidth < 0.75 * img.naturalWidth)
+        .map((img) => `figure shown at ${Math.round(100 * img.clientWidth / img.naturalWidth)}% `
+            + `of its ${img.naturalWidth} px: ` + img.getAttribute("src"));
     const text = [...main.querySelectorAll("p, li, td, th, h1, h2, h3, dd, dt")]
         .map((node) => node.innerText).join("\\n");
     const raw = (text.match(new RegExp(rawMarkdown, "gm")) || [])
         .map((found) => "raw markdown: " + found.slice(0, 40));
-    return [...cut, ...broken, ...raw];
+    return [...cut, ...broken, ...shrunk, ...raw];
 }"""
 
 
-def test_every_page_of_the_book_reads_in_a_browser(page, demo_book):
-    """Issue 18: no horizontally cut code, no raw markdown, every image loads, on every page
-    of the book `make book` builds from this commit's sources (the demo run's outputs). The
-    committed `cpu` pages show the sources they were executed from; they join this check when
-    they are executed again."""
-    build_dir, _ = demo_book
+@pytest.mark.parametrize("which", ["demo", "published"])
+def test_every_page_of_the_book_reads_in_a_browser(page, which, request):
+    """Issue 18: no horizontally cut code, no shrunk figure, no raw markdown, every image loads,
+    on every page of the book `make book` builds from this commit's sources (the demo run's
+    outputs) and of the published book (`make published`: the committed `cpu` run's)."""
+    if which == "demo":
+        build_dir, _ = request.getfixturevalue("demo_book")
+        html = build_dir / "html"
+    else:
+        html = request.getfixturevalue("published_html")
     problems = []
     for name in book.toc_files():
-        page.goto((build_dir / "html" / f"{name}.html").as_uri())
+        page.goto((html / f"{name}.html").as_uri())
         page.wait_for_load_state("load")
         problems += [f"{name}: {problem}" for problem in page.evaluate(PAGE_PROBLEMS, RAW_MARKDOWN)]
     assert problems == []

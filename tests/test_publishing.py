@@ -294,3 +294,68 @@ def test_a_chapter_that_fails_stops_its_chain_and_the_run_while_the_others_finis
         book.execute_chains(runs, tmp_path, "demo", jobs=2)
     assert "brain_01_data" in ran and "brain_03_evaluation" not in ran
     assert {"skin_01_data", "skin_03_evaluation", "concepts_03_transfer", "augmentation"} <= set(ran)
+
+
+def test_the_published_pages_prose_matches_their_runs():
+    """Issue 18: no published page's prose names a profile, backbone or setting that differs
+    from its provenance record, or binds itself to another run."""
+    published = book.PUBLISHED_DIR / "cpu"
+    problems = [
+        problem for source in book.toc_notebooks() for problem in book.prose_problems(published / source.name)
+    ]
+    assert problems == [], "run make book PROFILE=cpu DATA_DIR=../shared/data to re-execute the pages"
+
+
+def test_the_appendix_tables_are_what_the_published_chapters_recorded():
+    """``book/generated/published_results.md`` is what ``python -m tools.published_results``
+    writes from the committed ``book/published/cpu/``: the appendix cannot quote another run."""
+    from tools import published_results
+
+    written = published_results.TARGET.read_text()
+    assert written == published_results.markdown("cpu"), "run python -m tools.published_results"
+    for chapter in book.toc_notebooks():
+        assert f"| `{chapter.stem}` |" in written
+
+
+def test_a_recorded_result_comes_back_as_the_table_it_was(tmp_path, monkeypatch):
+    """:func:`medclass.runtime.show_result` shows the table rounded and records it whole, in
+    the output's metadata, where :func:`tools.published_results.recorded_results` finds it."""
+    import IPython.display
+    import pandas as pd
+
+    from medclass import runtime
+    from tools import published_results
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda table, metadata: shown.append((table, metadata)))
+    metrics = pd.DataFrame(
+        {"value": [0.968705547, 0.5], "ci_low": [0.949, float("nan")], "ci_high": [0.985, float("nan")]},
+        index=pd.Index(["accuracy", "ROC-AUC"], name="metric"),
+    )
+    split = pd.crosstab(
+        [pd.Series(["a", "a", "b"], name="source"), pd.Series(["train", "test", "train"], name="split")],
+        pd.Series(["Tumor", "Healthy", "Tumor"], name="label"),
+        margins=True,
+    )
+    runtime.show_result("metrics", metrics)
+    runtime.show_result("split", split)
+    assert shown[0][0].loc["accuracy", "value"] == 0.969  # the page shows it rounded
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={"text/plain": repr(table)}, metadata=metadata)
+        for table, metadata in shown
+    ]
+    document = nbformat.v4.new_notebook()
+    document.cells = [cell]
+    nbformat.write(document, tmp_path / "chapter.ipynb")
+    tables = published_results.recorded_results(tmp_path / "chapter.ipynb")
+    assert tables["metrics"].loc["accuracy", "value"] == 0.968705547  # the appendix has it whole
+    assert pd.isna(tables["metrics"].loc["ROC-AUC", "ci_low"])
+    assert published_results.with_interval(tables["metrics"].loc["accuracy"]) == "0.969 [0.949, 0.985]"
+    assert published_results.split_sizes(tables["split"]) == "train 2, test 1"
+    by_label = pd.crosstab(
+        pd.Series(["Tumor", "Healthy", "Tumor"], name="label"),
+        pd.Series(["test", "train", "val"], name="split"),
+        margins=True,
+    )
+    assert published_results.split_sizes(by_label) == "train 1, val 1, test 1"

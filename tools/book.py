@@ -213,6 +213,7 @@ def prose_problems(notebook: Path) -> list[str]:
     document = nbformat.read(notebook, as_version=4)
     chapter = notebook.name.removesuffix(".ipynb")
     defaults = notebook_defaults(notebook)
+    claimed: dict[str, dict] = {}  # profile -> the chapter's settings under it, read once
     problems = []
     for index, cell in enumerate(document.cells):
         if cell.cell_type != "markdown":
@@ -224,7 +225,9 @@ def prose_problems(notebook: Path) -> list[str]:
             if len(profiles) != 1:
                 continue
             (profile,) = profiles
-            settings = {**defaults, **parameters_for(read_profile(profile), chapter)}
+            if profile not in claimed:
+                claimed[profile] = {**defaults, **parameters_for(read_profile(profile), chapter)}
+            settings = claimed[profile]
             for key, value in SETTING_CLAIM.findall(sentence):
                 if key in settings and settings[key] != _literal(value):
                     problems.append(
@@ -689,6 +692,10 @@ def main(argv: list[str] | None = None) -> None:
         output_dir = ROOT / parameters_for(profile, "brain")["output_dir"]
         for target in publish_models(output_dir, evaluated, args.profile):
             print(f"published the exported model to {target}", flush=True)
+        if args.profile == "cpu":  # the performance appendix quotes this run's tables
+            from tools import published_results
+
+            published_results.main(["--profile", args.profile])
     if not args.skip_html:
         stage_book(executed_dir, build_dir / "stage" / args.profile)
         build_html(build_dir / "stage" / args.profile, build_dir / "html")

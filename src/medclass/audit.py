@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from medclass import figures
+
 # Two images whose 256-bit perceptual hashes differ in at most this many bits are treated as
 # copies of one another. Chosen from the data: on the Brain Tumor MRI dataset the distance from
 # each image to its nearest neighbour is bimodal, copies at 0-10 bits, distinct slices mostly at
@@ -204,12 +206,11 @@ def plot_nearest_neighbour_distances(
     import matplotlib.pyplot as plt
 
     nearest = nearest_neighbour_distances(hashes)
-    figure, axis = plt.subplots(figsize=(8, 3.4))
+    figure, axis = plt.subplots(figsize=(figures.PAGE_WIDTH, 3.2), layout="constrained")
     axis.hist(nearest, bins=np.arange(0, nearest.max() + 3, 2) - 0.5, color="steelblue")
     axis.axvline(threshold + 0.5, color="crimson", linestyle="--", label=f"threshold: {threshold} bits")
     axis.set_xlabel(f"bits that differ from the nearest other image (of {hashes.shape[1] * 8})")
     axis.set_ylabel("images")
     axis.set_title(title or "Nearest-neighbour distance of perceptual hashes")
     axis.legend()
-    figure.tight_layout()
     return figure

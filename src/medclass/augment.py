@@ -18,6 +18,8 @@ from collections.abc import Callable
 import keras_cv
 import tensorflow as tf
 
+from medclass import figures
+
 VALUE_RANGE = (0, 255)
 
 # keras-cv layer -> the Keras 3 core layer that replaces it.
@@ -166,7 +168,6 @@ def _built(transform: Callable) -> Callable:
 
 def plot_policies(images, labels, policies, seed: int, num_classes: int, class_names=None):
     """One row per policy (the originals first), one column per image of the batch."""
-    import matplotlib.pyplot as plt
     import numpy as np
 
     rows = [("original", images, None)]
@@ -174,7 +175,7 @@ def plot_policies(images, labels, policies, seed: int, num_classes: int, class_n
         changed, mixed = make_augmentation(policy, seed, num_classes)(images, labels)
         rows.append((policy, changed, mixed if policy.split("+")[-1] in LABEL_MIXING else None))
     n_images = images.shape[0]
-    figure, axes = plt.subplots(len(rows), n_images, figsize=(1.9 * n_images, 2.0 * len(rows)), squeeze=False)
+    figure, axes = figures.grid(len(rows), n_images, cell=(1.9, 2.0))
     for row, (policy, batch, mixed) in enumerate(rows):
         for column in range(n_images):
             axis = axes[row, column]
@@ -188,6 +189,5 @@ def plot_policies(images, labels, policies, seed: int, num_classes: int, class_n
                     " + ".join(f"{shares[i]:.2f} {class_names[i]}" for i in top if shares[i] > 0.005),
                     fontsize=7,
                 )
-        axes[row, 0].set_ylabel(policy, fontsize=10)
-    figure.tight_layout()
+        axes[row, 0].set_ylabel(policy, fontsize=9)
     return figure

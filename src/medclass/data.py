@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from medclass import images
+from medclass import figures, images
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
 # What medclass.images decodes for training and the app, whatever the file is named.
@@ -243,12 +243,9 @@ def report_skipped(frame: pd.DataFrame) -> str:
 
 def plot_samples(frame: pd.DataFrame, per_class: int = 6, seed: int = 0):
     """A grid of random images, one row per label, titled with each image's size and mode."""
-    import matplotlib.pyplot as plt
 
     labels = sorted(frame["label"].unique())
-    figure, axes = plt.subplots(
-        len(labels), per_class, figsize=(2.2 * per_class, 2.4 * len(labels)), squeeze=False
-    )
+    figure, axes = figures.grid(len(labels), per_class, cell=(2.0, 2.3))
     for row, label in enumerate(labels):
         rows = frame[frame["label"] == label]
         picks = rows.sample(min(per_class, len(rows)), random_state=seed)
@@ -259,16 +256,14 @@ def plot_samples(frame: pd.DataFrame, per_class: int = 6, seed: int = 0):
             with Image.open(picks.iloc[column]["path"]) as image:
                 axis.imshow(image.convert("RGB"))
                 axis.set_title(f"{label}\n{image.width}x{image.height} {image.mode}", fontsize=8)
-    figure.tight_layout()
     return figure
 
 
 def plot_image_properties(properties: pd.DataFrame, title: str = ""):
     """Image sizes, colour modes and mean intensity per class, side by side, from
     :func:`medclass.shortcuts.file_properties` with a ``label`` column."""
-    import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    figure, axes = figures.panels(3, height=3.0)
     for label, rows in properties.groupby("label"):
         axes[0].scatter(rows["width"], rows["height"], s=8, alpha=0.4, label=label)
         axes[2].hist(rows["mean"], bins=40, alpha=0.5, label=label)
@@ -276,28 +271,29 @@ def plot_image_properties(properties: pd.DataFrame, title: str = ""):
     pd.crosstab(properties["mode"], properties["label"]).plot.bar(ax=axes[1], rot=0)
     axes[1].set(xlabel="colour mode", ylabel="images", title="Colour modes")
     axes[2].set(xlabel="mean intensity (0-255)", ylabel="images", title="Brightness")
-    for axis in (axes[0], axes[2]):
-        axis.legend()
+    for axis in axes:
+        axis.legend(fontsize=7)
     figure.suptitle(title)
-    figure.tight_layout()
     return figure
 
 
 def plot_metadata(frame: pd.DataFrame, title: str = ""):
     """HAM10000's metadata: diagnosis, age, sex, body site and how the diagnosis was confirmed."""
-    import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(2, 3, figsize=(14, 7))
+    figure, axes = figures.panels(2, height=9.0, rows=3)
     frame["label"].value_counts().plot.bar(ax=axes[0, 0], rot=0, title="Images per diagnosis")
     frame.groupby("group").size().value_counts().sort_index().plot.bar(
         ax=axes[0, 1], rot=0, title="Images per lesion"
     )
-    frame["age"].plot.hist(ax=axes[0, 2], bins=18, title="Age (years)")
-    pd.crosstab(frame["label"], frame["sex"]).plot.bar(ax=axes[1, 0], rot=0, title="Sex per diagnosis")
-    frame["localization"].value_counts().head(12).plot.barh(ax=axes[1, 1], title="Body site (top 12)")
+    frame["age"].plot.hist(ax=axes[1, 0], bins=18, title="Age (years)")
+    pd.crosstab(frame["label"], frame["sex"]).plot.bar(ax=axes[1, 1], rot=0, title="Sex per diagnosis")
+    frame["localization"].value_counts().head(12).plot.barh(ax=axes[2, 0], title="Body site (top 12)")
     pd.crosstab(frame["label"], frame["dx_type"]).plot.bar(
-        ax=axes[1, 2], rot=0, stacked=True, title="How the diagnosis was confirmed"
+        ax=axes[2, 1], rot=0, stacked=True, title="How the diagnosis was confirmed"
     )
+    for axis in axes.flat:
+        axis.set_ylabel("")
+        if axis.get_legend() is not None:
+            axis.legend(fontsize=8)
     figure.suptitle(title)
-    figure.tight_layout()
     return figure

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics
 
+from medclass import figures
+
 
 def predict_batch(model, images, tta: bool = False) -> np.ndarray:
     """Probabilities for one batch of images; a sigmoid model's single column comes back as a
@@ -236,7 +238,7 @@ def classification_report(
 def plot_confusion_matrix(y_true, probabilities, class_names, threshold=0.5, title=""):
     """Counts and row-normalised confusion matrices, side by side."""
     predicted = predicted_labels(probabilities, threshold)
-    figure, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    figure, axes = figures.panels(2, height=3.9 if len(class_names) <= 3 else 4.4)
     for axis, normalize, name in ((axes[0], None, "counts"), (axes[1], "true", "row-normalised")):
         metrics.ConfusionMatrixDisplay.from_predictions(
             y_true,
@@ -250,8 +252,11 @@ def plot_confusion_matrix(y_true, probabilities, class_names, threshold=0.5, tit
             cmap="Blues",
         )
         axis.set_title(f"Confusion matrix ({name})")
+        if len(class_names) > 3:
+            axis.tick_params(axis="x", labelrotation=45)
+            for text in axis.texts:
+                text.set_fontsize(8)
     figure.suptitle(title)
-    figure.tight_layout()
     return figure
 
 
@@ -276,7 +281,7 @@ def plot_roc(y_true, probabilities, title="", class_names=None):
 
 def plot_history(history: pd.DataFrame, title=""):
     """Loss and accuracy per epoch, training vs validation, with each phase's start marked."""
-    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    figure, axes = figures.panels(2, height=3.4)
     starts = history.groupby("phase", sort=False)["epoch"].min().iloc[1:]
     for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
         axis.plot(history["epoch"], history[metric], marker="o", label="train")
@@ -288,7 +293,6 @@ def plot_history(history: pd.DataFrame, title=""):
         axis.set_ylabel(metric)
         axis.legend(fontsize=8)
     figure.suptitle(title)
-    figure.tight_layout()
     return figure
 
 
@@ -336,7 +340,7 @@ def plot_gallery(errors: pd.DataFrame, score_name: str, title: str = ""):
     from medclass.images import read_rgb
 
     columns = max(1, min(6, len(errors)))
-    figure, axes = plt.subplots(1, columns, figsize=(2.4 * columns, 3.0), squeeze=False, layout="constrained")
+    figure, axes = figures.grid(1, columns, cell=(2.0, 2.5))
     for axis in axes.flat:
         axis.axis("off")
     if errors.empty:

@@ -24,6 +24,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from medclass import figures
+
 METHODS = ("gradcam", "gradcam++")
 
 
@@ -175,8 +177,6 @@ def plot_overlays(
     Each column is titled with the true label and the probability of the explained class
     (``class_index``; None: the predicted class). Returns the figure.
     """
-    import matplotlib.pyplot as plt
-
     from medclass.evaluation import as_columns, predict_batch
 
     images = load_images(frame["path"], image_size)
@@ -185,7 +185,7 @@ def plot_overlays(
     explained = probabilities.argmax(axis=1) if class_index is None else np.full(len(images), class_index)
     heatmaps = gradcam(model, images, class_index, layer, method)
     columns = max(1, len(images))
-    figure, axes = plt.subplots(2, columns, figsize=(2.3 * columns, 5.0), squeeze=False, layout="constrained")
+    figure, axes = figures.grid(2, columns, cell=(2.0, 2.2))
     for column, (image, heatmap, label) in enumerate(zip(views, heatmaps, frame["label"], strict=True)):
         name = class_names[explained[column]]
         axes[0, column].imshow(image.astype("uint8"))

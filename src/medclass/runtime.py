@@ -108,3 +108,23 @@ def what_the_numbers_show(weights: str | None, synthetic: bool) -> str:
         else "Its images are the real dataset's."
     )
     return f"> **Note.** {start} {data}"  # a quotation renders alike in the book, Jupyter and Colab
+
+
+RESULT_KEY = "medclass_result"  # the output metadata that names a recorded result
+
+
+def show_result(name: str, table, digits: int = 3):
+    """Display ``table`` (a DataFrame) rounded to ``digits``, and record it, unrounded, in the
+    output's metadata under ``name``: the book's appendix of published results
+    (``python -m tools.published_results``) reads its tables from there, so that they cannot
+    drift from the chapters. The metadata is invisible in the book, Jupyter and Colab."""
+    import json
+
+    from IPython.display import display
+
+    record = {
+        "name": name,
+        "table": json.loads(table.to_json(orient="split", double_precision=15)),
+        "index_names": [str(level) if level is not None else "" for level in table.index.names],
+    }
+    display(table.round(digits), metadata={RESULT_KEY: record})

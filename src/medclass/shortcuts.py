@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from medclass import figures
+
 FILE_PROPERTIES = ("format", "mode", "width", "height", "aspect", "file_kib")
 PIXEL_PROPERTIES = (
     "mean",
@@ -242,9 +244,8 @@ def source_separability(
 def plot_shortcut_scores(scores: pd.DataFrame, title: str = ""):
     """Accuracy and ROC-AUC of each property set, with intervals, against the majority class
     and chance."""
-    import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 2, figsize=(10, 0.6 * len(scores) + 1.8), sharey=True)
+    figure, axes = figures.panels(2, height=0.6 * len(scores) + 1.8, sharey=True)
     positions = np.arange(len(scores))
     for axis, metric, reference, reference_name in (
         (axes[0], "accuracy", scores["majority class"].iloc[0], "majority class"),
@@ -256,34 +257,30 @@ def plot_shortcut_scores(scores: pd.DataFrame, title: str = ""):
         axis.axvline(reference, color="black", linestyle="--", label=reference_name)
         axis.set_xlim(0, 1)
         axis.set_xlabel(f"{metric} from the properties alone")
-        axis.legend(loc="lower right")
+        axis.legend(loc="lower right", fontsize=8)
     axes[0].set_yticks(positions, scores.index)
     axes[0].invert_yaxis()
     figure.suptitle(title or "What the files alone say about the label (grouped cross-validation)")
-    figure.tight_layout()
     return figure
 
 
 def plot_thumbnail_means(pixels: np.ndarray, sources: Sequence, size: int = 32, title: str = ""):
     """The average thumbnail of each source, side by side: what a source looks like on average."""
-    import matplotlib.pyplot as plt
 
     sources = np.asarray(sources)
     names = list(dict.fromkeys(sources))
-    figure, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 2.9))
-    for axis, name in zip(np.atleast_1d(axes), names, strict=True):
+    figure, axes = figures.grid(1, len(names), cell=(2.2, 2.5))
+    for axis, name in zip(axes.flat, names, strict=True):
         axis.imshow(pixels[sources == name].mean(axis=0).reshape(size, size), cmap="gray", vmin=0, vmax=1)
         axis.set_title(f"{name}\n(n={int((sources == name).sum())})", fontsize=9)
         axis.axis("off")
     figure.suptitle(title)
-    figure.tight_layout()
     return figure
 
 
 def plot_standardisation(frame: pd.DataFrame, per_source: int = 4, seed: int = 0, size: int = 160):
     """A few images of each ``source`` as decoded (top row) and after
     :class:`medclass.models.SliceStandardisation` (bottom row)."""
-    import matplotlib.pyplot as plt
     import tensorflow as tf
 
     from medclass.models import SliceStandardisation
@@ -296,7 +293,7 @@ def plot_standardisation(frame: pd.DataFrame, per_source: int = 4, seed: int = 0
     )
     images = tf.stack([tf.cast(decode_and_resize(path, (size, size)), tf.float32) for path in picks["path"]])
     standardised = np.asarray(SliceStandardisation()(images))
-    figure, axes = plt.subplots(2, len(picks), figsize=(1.9 * len(picks), 4.2), squeeze=False)
+    figure, axes = figures.grid(2, len(picks), cell=(1.9, 2.1))
     for column, source in enumerate(picks["source"]):
         for row, batch in enumerate((np.asarray(images), standardised)):
             axes[row, column].imshow(batch[column].astype("uint8"))
@@ -305,7 +302,6 @@ def plot_standardisation(frame: pd.DataFrame, per_source: int = 4, seed: int = 0
         axes[0, column].set_title(source, fontsize=8)
     axes[0, 0].set_ylabel("as decoded")
     axes[1, 0].set_ylabel("standardised")
-    figure.tight_layout()
     return figure
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
+
+from medclass import figures
 
 # Hand-made 3x3 filters. Sobel filters respond to intensity changes across one direction
 # (an edge); the Laplacian to changes in every direction (spots, lines); the box filter averages.
@@ -73,9 +74,7 @@ def parameter_counts(height: int, width: int, channels: int, units: int, kernel:
 def plot_maps(maps: Sequence[np.ndarray], titles: Sequence[str], columns: int = 4, cmap: str = "gray"):
     """Show 2-D maps side by side, each scaled to its own range."""
     rows = int(np.ceil(len(maps) / columns))
-    figure, axes = plt.subplots(
-        rows, columns, figsize=(2.6 * columns, 2.7 * rows), squeeze=False, layout="constrained"
-    )
+    figure, axes = figures.grid(rows, columns, cell=(2.0, 2.1))
     for axis in axes.flat:
         axis.axis("off")
     for axis, image, title in zip(axes.flat, maps, titles, strict=False):

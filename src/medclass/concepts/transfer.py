@@ -33,7 +33,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from medclass import models, training
+from medclass import figures, models, training
 
 STRATEGIES = (
     "random features, frozen",
@@ -158,9 +158,8 @@ def compare(setup: Setup, train_ds, val_ds, strategies=STRATEGIES) -> tuple[pd.D
 
 def plot_curves(histories: pd.DataFrame, title: str = ""):
     """Validation accuracy and training loss per epoch, one line per strategy."""
-    import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    figure, axes = figures.panels(2, height=3.6)
     for strategy, history in histories.groupby("strategy", sort=False):
         axes[0].plot(history["epoch"], history["val_accuracy"], marker="o", label=strategy)
         axes[1].plot(history["epoch"], history["loss"], marker="o", label=strategy)

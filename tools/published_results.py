@@ -1,0 +1,285 @@
+"""The performance appendix's tables of published results, read from the published chapters.
+
+``python -m tools.published_results [--profile cpu]`` reads ``book/published/<profile>/``: each
+executed chapter's provenance record (``metadata.medclass``), the tables it recorded with
+:func:`medclass.runtime.show_result`, and the models' ``evaluation.json``. It writes
+``book/generated/published_results.md``, which ``book/performance.md`` includes. ``make book
+PROFILE=cpu`` runs it after publishing, and a test checks that the committed file is what it
+writes, so the appendix cannot quote another run than the chapters show.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from medclass.runtime import RESULT_KEY
+from tools import book
+
+TARGET = book.ROOT / "book" / "generated" / "published_results.md"
+
+
+def recorded_results(notebook: Path) -> dict[str, pd.DataFrame]:
+    """The tables a chapter recorded with :func:`medclass.runtime.show_result`, by name."""
+    import nbformat
+
+    document = nbformat.read(notebook, as_version=4)
+    tables = {}
+    for cell in document.cells:
+        for output in cell.get("outputs", []):
+            record = output.get("metadata", {}).get(RESULT_KEY)
+            if record:
+                split = record["table"]
+                index = [tuple(i) if isinstance(i, list) else i for i in split["index"]]
+                table = pd.DataFrame(split["data"], index=index, columns=split["columns"])
+                table.index.name = " / ".join(name for name in record.get("index_names", []) if name)
+                tables[record["name"]] = table
+    return tables
+
+
+def number(value, digits: int = 3) -> str:
+    """A value as the appendix prints it: integers with thousands separators, floats rounded."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "–"
+    if isinstance(value, (int,)) or (isinstance(value, float) and value.is_integer() and abs(value) >= 10):
+        return f"{int(value):,}"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def with_interval(row) -> str:
+    """``value [low, high]`` from a row with ``ci_low`` and ``ci_high`` and the value first
+    (a column ``value``, or the metric's own name)."""
+    value = row["value"] if "value" in row.index else row.iloc[0]
+    if pd.isna(row.get("ci_low")):
+        return number(value)
+    return f"{number(value)} [{number(row['ci_low'])}, {number(row['ci_high'])}]"
+
+
+def markdown_table(frame: pd.DataFrame, index_name: str = "") -> str:
+    """A pipe table of ``frame``; a table of values with ``ci_low``/``ci_high`` shows each value
+    with its 95% interval in one column, named after the values' column."""
+    if {"ci_low", "ci_high"} <= set(frame.columns):
+        name = "value" if "value" in frame.columns else frame.columns[0]
+        others = [column for column in frame.columns if column not in (name, "ci_low", "ci_high")]
+        intervals = frame.apply(with_interval, axis=1).rename(f"{name} [95% interval]")
+        frame = pd.concat([intervals, frame[others]], axis=1)
+    header = [index_name or frame.index.name or ""] + [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, row in frame.iterrows():
+        name = " / ".join(map(str, label)) if isinstance(label, tuple) else str(label)
+        lines.append("| " + " | ".join([name] + [number(v) for v in row]) + " |")
+    return "\n".join(lines)
+
+
+def split_sizes(table: pd.DataFrame) -> str:
+    """Image counts per split from a chapter's split table (a crosstab with margins): either
+    (source, split) down and labels across, or labels down and splits across."""
+    if isinstance(table.index[0], tuple):
+        rows = table[[label[0] != "All" for label in table.index]]
+        totals = rows["All"].groupby([label[-1] for label in rows.index], sort=False).sum()
+    else:
+        totals = table.loc["All"].drop("All")
+    order = {"train": 0, "val": 1, "test": 2}
+    ranked = sorted(totals.items(), key=lambda item: order.get(item[0], len(order)))
+    return ", ".join(f"{name} {int(count):,}" for name, count in ranked)
+
+
+def kept_epoch(history: pd.DataFrame) -> str:
+    """The epoch a training run kept (lowest validation loss), with its validation accuracy."""
+    best = history.loc[history["val_loss"].idxmin()]
+    return (
+        f"validation accuracy {number(best['val_accuracy'])} at the epoch of lowest validation loss "
+        f"(epoch {int(best['epoch'])} of {len(history)}, phase {best['phase']})"
+    )
+
+
+def metrics_line(table: pd.DataFrame, names) -> str:
+    return "; ".join(f"{name} {with_interval(table.loc[name])}" for name in names if name in table.index)
+
+
+def headline(chapter: str, results: dict[str, pd.DataFrame], evaluation: dict) -> str:
+    """A chapter's headline result in words, made from what it recorded."""
+    if chapter == "concepts_02_resnet" and "resnet_training" in results:
+        losses = results["resnet_training"]["final training loss"]
+        return "final training loss: " + ", ".join(f"{name} {number(v)}" for name, v in losses.items())
+    if chapter == "concepts_03_transfer" and "transfer_strategies" in results:
+        auc = results["transfer_strategies"].filter(like="ROC-AUC").iloc[:, 0]
+        return "validation ROC-AUC: " + ", ".join(f"{name} {number(v)}" for name, v in auc.items())
+    if chapter.endswith("_01_data"):
+        table = results.get(f"{chapter.split('_')[0]}_split")
+        return "" if table is None else "images by split: " + split_sizes(table)
+    if chapter.endswith("_02_training"):
+        history = results.get(f"{chapter.split('_')[0]}_history")
+        return "" if history is None else kept_epoch(history)
+    if chapter == "brain_03_evaluation" and "brain_test" in results:
+        text = metrics_line(results["brain_test"], ("accuracy", "ROC-AUC"))
+        text += f"; at P(Tumor) ≥ {number(evaluation['operating_threshold'])}: " + metrics_line(
+            results["brain_test_operating_point"], ("sensitivity", "specificity")
+        )
+        if "brain_external" in results:
+            external = results["brain_external"].iloc[0]
+            text += f"; **external (Br35H held-out tumours): sensitivity {with_interval(external)}**"
+        return text
+    if chapter == "skin_03_evaluation" and "skin_test" in results:
+        text = metrics_line(
+            results["skin_test"], ("balanced accuracy", "accuracy", "macro-F1", "weighted-F1")
+        )
+        return (
+            text
+            + f"; melanoma at P(mel) ≥ {number(evaluation['operating_threshold'])}: "
+            + metrics_line(results["skin_test_operating_point"], ("sensitivity", "specificity"))
+        )
+    return ""
+
+
+SETTINGS = (  # the training chapters' settings the appendix lists, in this order
+    "backbone",
+    "alpha",
+    "weights",
+    "image_size",
+    "cache_features",
+    "epochs_frozen",
+    "epochs_finetune",
+    "unfreeze_blocks",
+    "augmentation",
+    "imbalance",
+    "learning_rate",
+    "batch_size",
+    "standardise",
+    "br35h_in_training",
+    "seed",
+)
+
+
+def settings_table(records: dict[str, dict]) -> str:
+    """The published training chapters' settings, side by side, from their provenance records."""
+    chapters = [name for name in ("brain_02_training", "skin_02_training") if name in records]
+    frame = pd.DataFrame(
+        {
+            chapter: {
+                key: Path(str(value)).name if key == "weights" and value else value
+                for key, value in records[chapter]["parameters"].items()
+                if key in SETTINGS
+                and key in book.notebook_defaults(book.ROOT / "notebooks" / f"{chapter}.ipynb")
+            }
+            for chapter in chapters
+        }
+    ).reindex([key for key in SETTINGS if any(key in records[c]["parameters"] for c in chapters)])
+    return markdown_table(frame.fillna("–").astype(str), "setting")
+
+
+def evaluation_sections(results: dict, evaluations: dict) -> list[str]:
+    """The evaluation chapters' validation decisions and test results, side by side."""
+    lines = []
+    for name, title, group, rule in (
+        ("brain", "Brain MRI", "duplicate groups", "threshold 0.5"),
+        ("skin", "HAM10000", "lesions", "each image its most probable class"),
+    ):
+        evaluation = evaluations.get(name)
+        if evaluation is None or f"{name}_test" not in results:
+            continue
+        operating = evaluation["operating_class"]
+        lines += [
+            f"#### {title}",
+            "",
+            f"Decisions on the validation split: test-time augmentation "
+            f"{'on' if evaluation['tta'] else 'off'}; temperature {number(evaluation['temperature'])}; "
+            f"operating point P({operating}) ≥ {number(evaluation['operating_threshold'])}, chosen "
+            f"for a sensitivity of {number(evaluation['target_sensitivity'], 2)}. Expected "
+            f"calibration error on the test split {number(evaluation['ece_before'])} before and "
+            f"{number(evaluation['ece_after'])} after temperature scaling.",
+            "",
+            "Test-time augmentation on the validation split:",
+            "",
+            markdown_table(results[f"{name}_validation_tta"].round(4), "metric"),
+            "",
+            f"Test split ({rule}), 95% bootstrap intervals over {group}:",
+            "",
+            markdown_table(results[f"{name}_test"], "metric"),
+            "",
+            f"Test split at the operating point (P({operating}) ≥ "
+            f"{number(evaluation['operating_threshold'])}):",
+            "",
+            markdown_table(results[f"{name}_test_operating_point"], "metric"),
+            "",
+        ]
+        if f"{name}_external" in results:
+            lines += [
+                "External tumours (Br35H slices held out from training and selection):",
+                "",
+                markdown_table(results[f"{name}_external"], "rule"),
+                "",
+            ]
+    return lines
+
+
+def markdown(profile: str = "cpu") -> str:
+    """The generated appendix section for the published ``profile``."""
+    published = book.PUBLISHED_DIR / profile
+    results, rows, evaluations, records = {}, [], {}, {}
+    for name, folder in (("brain", "brain_mri"), ("skin", "ham10000")):
+        path = published / "models" / folder / "evaluation.json"
+        if path.is_file():
+            evaluations[name] = json.loads(path.read_text())
+    for source in book.toc_notebooks():
+        notebook = published / source.name
+        if not notebook.is_file():
+            rows.append(f"| {source.stem} | not published | | | |")
+            continue
+        import nbformat
+
+        record = records[source.stem] = nbformat.read(notebook, as_version=4).metadata.get("medclass", {})
+        chapter_results = recorded_results(notebook)
+        results.update(chapter_results)
+        evaluation = evaluations.get(source.stem.split("_")[0], {})
+        rows.append(
+            f"| `{source.stem}` | {record.get('started', '?').replace('T', ' ')} | "
+            f"{record.get('commit', '?')} | {book._duration(record.get('seconds', 0))} | "
+            f"{headline(source.stem, chapter_results, evaluation)} |"
+        )
+    lines = [
+        f"Made by `python -m tools.published_results --profile {profile}` from "
+        f"`book/published/{profile}/`: each chapter's provenance record, the tables it printed, "
+        "and the models' `evaluation.json`. Intervals are 95% bootstrap intervals.",
+        "",
+        "| chapter | started (UTC) | commit | run time | headline result (test split unless said) |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+    if {"brain_02_training", "skin_02_training"} & set(records):
+        lines += ["#### The case studies' training settings", "", settings_table(records), ""]
+    if "transfer_strategies" in results:
+        lines += [
+            "#### Transfer learning (`concepts_03_transfer`), validation split",
+            "",
+            markdown_table(results["transfer_strategies"]),
+            "",
+        ]
+    if "resnet_training" in results:
+        lines += [
+            "#### Residual networks (`concepts_02_resnet`)",
+            "",
+            markdown_table(results["resnet_training"], "network"),
+            "",
+        ]
+    lines += evaluation_sections(results, evaluations)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="cpu", help="a folder of book/published/ (default: cpu)")
+    parser.add_argument("--output", type=Path, default=TARGET, help=f"default: {TARGET}")
+    args = parser.parse_args(argv)
+    args.output.write_text(markdown(args.profile))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
