@@ -184,3 +184,62 @@ def test_the_bootstraps_numpy_metrics_are_scikit_learns():
             assert ours == pytest.approx(theirs, abs=1e-12)
             compared += 1
     assert compared == 1000
+
+
+def test_age_bands_name_each_age_and_the_missing():
+    from medclass.evaluation import age_bands
+
+    assert list(age_bands([5, 30, 44.9, 59, 74, 75, 85, None])) == [
+        "under 30",
+        "30-44",
+        "30-44",
+        "45-59",
+        "60-74",
+        "75 and over",
+        "75 and over",
+        "unknown",
+    ]
+
+
+def test_subgroup_metrics_count_score_and_pool_each_group():
+    from medclass.evaluation import subgroup_metrics
+
+    # 30 male images (15 lesions, all right), 24 female (12 lesions, half wrong), 4 unknown
+    subgroups = ["male"] * 30 + ["female"] * 24 + ["unknown"] * 4
+    lesions = np.repeat(np.arange(29), 2)
+    y_true = np.array([0, 1] * 15 + [0, 1] * 12 + [1, 0, 1, 0])
+    predicted = y_true.copy()
+    predicted[30:42] = 1 - predicted[30:42]
+    probabilities = np.eye(3)[predicted] * 0.8 + 0.1 / 3
+    table = subgroup_metrics(subgroups, y_true, probabilities, lesions, positive=1, threshold=0.5, seed=0)
+    assert list(table.index) == ["male", "female", "unknown"]  # unknown: never pooled, last
+    assert table.loc["male", ["images", "lesions", "positives"]].tolist() == [30, 15, 15]
+    assert table.loc["female", "accuracy"].startswith("0.500 [")
+    assert table.loc["male", "accuracy"] == "1.000 [1.000, 1.000]"
+    assert table.loc["female", "sensitivity"].startswith("0.500 [")
+    assert table.loc["unknown", "images"] == 4
+    small = ["a"] * 30 + ["b"] * 10 + ["c"] * 18
+    ordered = subgroup_metrics(small, y_true, probabilities, lesions, 1, 0.5, order=["c", "b", "a"])
+    assert list(ordered.index) == ["a", "other (each < 20)"]  # b and c pooled, the pool last
+
+
+def test_subgroup_intervals_resample_lesions_not_images():
+    """Ten photographs of each lesion, all right or all wrong: resampling lesions gives the
+    interval that many images would hide."""
+    from medclass.evaluation import bootstrap_interval, subgroup_metrics
+
+    lesions = np.repeat(np.arange(30), 10)
+    y_true = np.zeros(300, dtype=int)
+    right = np.repeat(np.arange(30) % 3 != 0, 10)  # a third of the lesions wrong
+    probabilities = np.where(right[:, None], [[0.9, 0.1]], [[0.1, 0.9]])
+
+    def width(cell):
+        low, high = (float(x) for x in cell.split("[")[1].rstrip("]").split(", "))
+        return high - low
+
+    by_lesion = subgroup_metrics(["all"] * 300, y_true, probabilities, lesions, 1, 0.5, seed=0)
+    by_image = subgroup_metrics(["all"] * 300, y_true, probabilities, np.arange(300), 1, 0.5, seed=0)
+    assert by_lesion.loc["all", "lesions"] == 30
+    assert width(by_lesion.loc["all", "accuracy"]) > 2 * width(by_image.loc["all", "accuracy"])
+    estimate, low, high = bootstrap_interval(lambda t, p: 0.5, y_true, y_true, n_resamples=0)
+    assert estimate == 0.5 and np.isnan(low) and np.isnan(high)  # no resample: no interval

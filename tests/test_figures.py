@@ -7,10 +7,11 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from medclass import data, evaluation, figures  # noqa: E402
+from medclass import colour, data, evaluation, figures  # noqa: E402
 
 
 @pytest.mark.parametrize("columns", [1, 3, 6, 12])
@@ -44,11 +45,21 @@ def test_the_chapters_widest_figures_fit_the_page(tmp_path):
     )
     y_true = [0, 1, 2, 3, 4, 5, 6] * 2
     probabilities = pd.get_dummies(y_true).to_numpy(float) * 0.9 + 0.1 / 7
+    curve = pd.DataFrame(
+        [{"shift": "none", "amount": 0.0, "accuracy": 0.7}]
+        + [
+            {"shift": kind, "amount": amount, "accuracy": 0.6}
+            for kind, (_, amounts) in colour.SHIFTS.items()
+            for amount in amounts
+        ]
+    )
     drawn = [
         data.plot_samples(frame, per_class=6),
         evaluation.plot_history(history),
         evaluation.plot_confusion_matrix(y_true, probabilities, list(frame["label"].unique())),
         evaluation.plot_gallery(frame.assign(score=0.5), "P(mel)"),
+        colour.example_grid(np.full((64, 64, 3), 120.0)),
+        colour.plot_robustness(curve, ["accuracy"]),
     ]
     for figure in drawn:
         assert figure.get_size_inches()[0] <= figures.PAGE_WIDTH + 1e-9

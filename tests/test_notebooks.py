@@ -23,6 +23,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 VOCABULARY = {
     "dataset",
     "data_dir",
+    "ph2_dir",
     "image_size",
     "batch_size",
     "backbone",

@@ -314,7 +314,13 @@ def test_the_appendix_tables_are_what_the_published_chapters_recorded():
     written = published_results.TARGET.read_text()
     assert written == published_results.markdown("cpu"), "run python -m tools.published_results"
     for chapter in book.toc_notebooks():
-        assert f"| `{chapter.stem}` |" in written
+        assert f"| `{chapter.stem}` |" in written and f"| `{chapter.stem}` | not published" not in written
+    headlines = published_results.headlines("cpu")
+    assert set(headlines) == {"brain_mri", "ham10000"}
+    for dataset, paragraph in headlines.items():
+        assert published_results.headline_path(dataset).read_text() == paragraph, dataset
+        page = (ROOT / "book" / ("brain_mri.md" if dataset == "brain_mri" else "skin_lesions.md")).read_text()
+        assert f"generated/published_headline_{dataset}.md" in page, "the case study's page includes it"
 
 
 def test_a_recorded_result_comes_back_as_the_table_it_was(tmp_path, monkeypatch):
@@ -359,3 +365,14 @@ def test_a_recorded_result_comes_back_as_the_table_it_was(tmp_path, monkeypatch)
         margins=True,
     )
     assert published_results.split_sizes(by_label) == "train 1, val 1, test 1"
+
+
+def test_the_readme_quotes_the_published_run_as_it_is():
+    """The README cannot include a generated file, so its headline numbers are typed: each
+    must be one the published run's generated tables hold."""
+    readme = (ROOT / "README.md").read_text()
+    quoted = readme.split("The published book shows a `cpu` run", 1)[1].split("The exported models", 1)[0]
+    generated = "".join(path.read_text() for path in (ROOT / "book" / "generated").glob("published_*.md"))
+    numbers = re.findall(r"\d\.\d{3}", quoted)
+    assert len(numbers) >= 6, "the README states the published run's headline numbers"
+    assert [number for number in numbers if number not in generated] == []

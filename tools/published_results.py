@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import numbers
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from medclass import report
 from medclass.runtime import RESULT_KEY
 from tools import book
 
@@ -41,13 +44,18 @@ def recorded_results(notebook: Path) -> dict[str, pd.DataFrame]:
 
 
 def number(value, digits: int = 3) -> str:
-    """A value as the appendix prints it: integers with thousands separators, floats rounded."""
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+    """A value as the appendix prints it: integers with thousands separators, floats rounded,
+    a missing value as a dash."""
+    if isinstance(value, str):
+        return value
+    if value is None or pd.isna(value):
         return "–"
-    if isinstance(value, (int,)) or (isinstance(value, float) and value.is_integer() and abs(value) >= 10):
+    if isinstance(value, (bool, np.bool_)):
+        return str(value)
+    if isinstance(value, numbers.Integral):
         return f"{int(value):,}"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
+    if isinstance(value, numbers.Real):
+        return f"{float(value):.{digits}f}"
     return str(value)
 
 
@@ -68,12 +76,9 @@ def markdown_table(frame: pd.DataFrame, index_name: str = "") -> str:
         others = [column for column in frame.columns if column not in (name, "ci_low", "ci_high")]
         intervals = frame.apply(with_interval, axis=1).rename(f"{name} [95% interval]")
         frame = pd.concat([intervals, frame[others]], axis=1)
-    header = [index_name or frame.index.name or ""] + [str(c) for c in frame.columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for label, row in frame.iterrows():
-        name = " / ".join(map(str, label)) if isinstance(label, tuple) else str(label)
-        lines.append("| " + " | ".join([name] + [number(v) for v in row]) + " |")
-    return "\n".join(lines)
+    table = frame.apply(lambda column: column.map(number))
+    table.index.name = index_name or frame.index.name or ""
+    return report.table_markdown(table)
 
 
 def split_sizes(table: pd.DataFrame) -> str:
@@ -116,6 +121,8 @@ def headline(chapter: str, results: dict[str, pd.DataFrame], evaluation: dict) -
     if chapter.endswith("_02_training"):
         history = results.get(f"{chapter.split('_')[0]}_history")
         return "" if history is None else kept_epoch(history)
+    if chapter.endswith("_03_evaluation") and "operating_threshold" not in evaluation:
+        return "no evaluation.json beside the published model"
     if chapter == "brain_03_evaluation" and "brain_test" in results:
         text = metrics_line(results["brain_test"], ("accuracy", "ROC-AUC"))
         text += f"; at P(Tumor) ≥ {number(evaluation['operating_threshold'])}: " + metrics_line(
@@ -196,7 +203,7 @@ def evaluation_sections(results: dict, evaluations: dict) -> list[str]:
             "",
             "Test-time augmentation on the validation split:",
             "",
-            markdown_table(results[f"{name}_validation_tta"].round(4), "metric"),
+            markdown_table(results[f"{name}_validation_tta"], "metric"),
             "",
             f"Test split ({rule}), 95% bootstrap intervals over {group}:",
             "",
@@ -218,29 +225,41 @@ def evaluation_sections(results: dict, evaluations: dict) -> list[str]:
     return lines
 
 
-def markdown(profile: str = "cpu") -> str:
-    """The generated appendix section for the published ``profile``."""
+def read_published(profile: str) -> tuple[dict, dict, dict]:
+    """``(results, evaluations, records)`` of the published ``profile``: every recorded table by
+    name, each case study's ``evaluation.json`` (``brain``, ``skin``), and each chapter's
+    provenance record by chapter."""
+    import nbformat
+
     published = book.PUBLISHED_DIR / profile
-    results, rows, evaluations, records = {}, [], {}, {}
+    results, evaluations, records = {}, {}, {}
     for name, folder in (("brain", "brain_mri"), ("skin", "ham10000")):
         path = published / "models" / folder / "evaluation.json"
         if path.is_file():
             evaluations[name] = json.loads(path.read_text())
     for source in book.toc_notebooks():
         notebook = published / source.name
-        if not notebook.is_file():
-            rows.append(f"| {source.stem} | not published | | | |")
-            continue
-        import nbformat
+        if notebook.is_file():
+            records[source.stem] = nbformat.read(notebook, as_version=4).metadata.get("medclass", {})
+            results[source.stem] = recorded_results(notebook)
+    return results, evaluations, records
 
-        record = records[source.stem] = nbformat.read(notebook, as_version=4).metadata.get("medclass", {})
-        chapter_results = recorded_results(notebook)
-        results.update(chapter_results)
+
+def markdown(profile: str = "cpu") -> str:
+    """The generated appendix section for the published ``profile``."""
+    by_chapter, evaluations, records = read_published(profile)
+    results = {name: table for tables in by_chapter.values() for name, table in tables.items()}
+    rows = []
+    for source in book.toc_notebooks():
+        if source.stem not in records:
+            rows.append(f"| `{source.stem}` | not published | | | |")
+            continue
+        record = records[source.stem]
         evaluation = evaluations.get(source.stem.split("_")[0], {})
         rows.append(
             f"| `{source.stem}` | {record.get('started', '?').replace('T', ' ')} | "
             f"{record.get('commit', '?')} | {book._duration(record.get('seconds', 0))} | "
-            f"{headline(source.stem, chapter_results, evaluation)} |"
+            f"{headline(source.stem, by_chapter[source.stem], evaluation)} |"
         )
     lines = [
         f"Made by `python -m tools.published_results --profile {profile}` from "
@@ -269,7 +288,73 @@ def markdown(profile: str = "cpu") -> str:
             "",
         ]
     lines += evaluation_sections(results, evaluations)
+    for name, title in SKIN_EXTRAS:
+        if name in results:
+            lines += [title, "", markdown_table(results[name]), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+SKIN_EXTRAS = (  # the skin evaluation's further tables, in the order the chapter shows them
+    (
+        "skin_subgroups_sex",
+        "HAM10000 test split by sex (intervals over lesions; melanoma sensitivity at the operating point):",
+    ),
+    ("skin_subgroups_age_band", "By age band:"),
+    ("skin_subgroups_body_site", "By body site:"),
+    (
+        "skin_colour_robustness",
+        "HAM10000 test split under colour shifts (no flip averaging; the same images at every point):",
+    ),
+    ("skin_ph2", "PH2 (another hospital), melanoma vs rest at the operating point, intervals over images:"),
+    ("skin_ph2_called", "What the model calls PH2's images:"),
+)
+
+
+def headlines(profile: str = "cpu") -> dict[str, str]:
+    """One paragraph per case study (``brain_mri``, ``ham10000``) that its introduction page
+    includes: the published run's headline numbers, internal and external."""
+    by_chapter, evaluations, _ = read_published(profile)
+    paragraphs = {}
+    brain, skin = by_chapter.get("brain_03_evaluation", {}), by_chapter.get("skin_03_evaluation", {})
+    if "brain_test" in brain and "brain" in evaluations:
+        text = (
+            f"In the published `{profile}` run: "
+            + metrics_line(brain["brain_test"], ("accuracy", "ROC-AUC"))
+            + " on the test split (threshold 0.5); at the operating point chosen on validation, "
+            f"P(Tumor) ≥ {number(evaluations['brain']['operating_threshold'])}: "
+            + metrics_line(brain["brain_test_operating_point"], ("sensitivity", "specificity"))
+        )
+        if "brain_external" in brain:
+            text += (
+                "; on Br35H's tumour slices from another source, held out from training and "
+                f"selection: sensitivity {with_interval(brain['brain_external'].iloc[0])}"
+            )
+        paragraphs["brain_mri"] = text + ". 95% intervals over duplicate groups."
+    if "skin_test" in skin and "skin" in evaluations:
+        text = (
+            f"In the published `{profile}` run: "
+            + metrics_line(skin["skin_test"], ("balanced accuracy", "accuracy", "macro-F1"))
+            + " on the test split; melanoma at the operating point chosen on validation, "
+            f"P(mel) ≥ {number(evaluations['skin']['operating_threshold'])}: "
+            + metrics_line(skin["skin_test_operating_point"], ("sensitivity", "specificity"))
+        )
+        if "skin_ph2" in skin:
+            text += "; on PH2, from another hospital: " + metrics_line(
+                skin["skin_ph2"], ("sensitivity", "specificity")
+            )
+        paragraphs["ham10000"] = text + ". 95% intervals over lesions (PH2: over images)."
+    for dataset in ("brain_mri", "ham10000"):
+        paragraphs.setdefault(
+            dataset,
+            f"No `{profile}` run of this case study is published yet: `make book PROFILE={profile} "
+            "DATA_DIR=...` publishes one.",
+        )
+    return {name: paragraph + "\n" for name, paragraph in paragraphs.items()}
+
+
+def headline_path(dataset: str, folder: Path = TARGET.parent) -> Path:
+    """Where the headline paragraph of a case study (``brain_mri``, ``ham10000``) goes."""
+    return folder / f"published_headline_{dataset}.md"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -277,8 +362,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default="cpu", help="a folder of book/published/ (default: cpu)")
     parser.add_argument("--output", type=Path, default=TARGET, help=f"default: {TARGET}")
     args = parser.parse_args(argv)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(markdown(args.profile))
     print(f"wrote {args.output}")
+    for dataset, paragraph in headlines(args.profile).items():
+        path = headline_path(dataset, args.output.parent)
+        path.write_text(paragraph)
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

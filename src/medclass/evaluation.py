@@ -84,6 +84,8 @@ def bootstrap_interval(
         if len(np.unique(y_true[index])) < len(np.unique(y_true)):
             continue  # a class went missing: AUC and balanced accuracy are undefined or shifted
         values.append(metric(y_true[index], y_score[index]))
+    if not values:  # every resample lost a class: too few groups to say
+        return float(estimate), float("nan"), float("nan")
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return float(estimate), float(low), float(high)
@@ -196,6 +198,89 @@ def headline_metrics(
         estimate, low, high = bootstrap_interval(metric, y_true, probabilities, seed=seed, groups=groups)
         rows.append({"metric": name, "value": estimate, "ci_low": low, "ci_high": high})
     return pd.DataFrame(rows).set_index("metric")
+
+
+AGE_BANDS = (
+    (0, 30, "under 30"),
+    (30, 45, "30-44"),
+    (45, 60, "45-59"),
+    (60, 75, "60-74"),
+    (75, 200, "75 and over"),
+)
+
+
+def age_bands(ages) -> pd.Series:
+    """Each age as its band of :data:`AGE_BANDS` ("unknown" where missing)."""
+    ages = pd.Series(ages, dtype="float64").reset_index(drop=True)
+    bands = pd.Series("unknown", index=ages.index, dtype=object)
+    for low, high, name in AGE_BANDS:
+        bands[(ages >= low) & (ages < high)] = name
+    return bands
+
+
+def subgroup_metrics(
+    subgroups,
+    y_true,
+    probabilities,
+    groups,
+    positive: int,
+    threshold: float,
+    seed: int = 0,
+    min_images: int = 20,
+    order=None,
+) -> pd.DataFrame:
+    """The test metrics within each subgroup (a value per image: sex, age band, body site),
+    with 95% bootstrap intervals over ``groups`` (lesions) inside the subgroup: the model-card
+    practice of disaggregated evaluation (Mitchell et al. 2019).
+
+    Columns: images, lesions, accuracy and balanced accuracy (each image its most probable
+    class), and the sensitivity for class ``positive`` at ``P(positive) >= threshold`` with the
+    number of positive images. Subgroups of fewer than ``min_images`` images are pooled into
+    "other (each < N)", listed last with "unknown" (never pooled); the others come in
+    ``order`` (names), else largest first. An interval is missing where too few lesions make one.
+    """
+    subgroups = pd.Series(subgroups).reset_index(drop=True).astype(str)
+    counts = subgroups.value_counts()
+    pooled = f"other (each < {min_images})"
+    small = [name for name in counts.index[counts < min_images] if name != "unknown"]
+    if small:
+        subgroups = subgroups.where(~subgroups.isin(small), pooled)
+    present = list(subgroups.value_counts().index)
+    rank = {name: position for position, name in enumerate(order or [])}
+    names = sorted(
+        present,
+        key=lambda name: (
+            name in (pooled, "unknown"),
+            name == "unknown",
+            rank.get(name, len(rank)),
+            present.index(name),
+        ),
+    )
+    y_true, groups = np.asarray(y_true).astype(int), np.asarray(groups)
+    predicted = predicted_labels(probabilities)
+    flagged = (np.asarray(probabilities)[:, positive] >= threshold).astype(int)
+
+    def shown(estimate, low, high):
+        return f"{estimate:.3f}" if np.isnan(low) else f"{estimate:.3f} [{low:.3f}, {high:.3f}]"
+
+    rows = {}
+    for name in names:
+        members = (subgroups == name).to_numpy()
+        truth, lesions = y_true[members], groups[members]
+        row = {"images": int(members.sum()), "lesions": len(set(lesions))}
+        for metric_name, metric in (("accuracy", accuracy), ("balanced accuracy", balanced_accuracy)):
+            row[metric_name] = shown(
+                *bootstrap_interval(metric, truth, predicted[members], seed=seed, groups=lesions)
+            )
+        is_positive = (truth == positive).astype(int)
+        row["positives"] = int(is_positive.sum())
+        row["sensitivity"] = (
+            shown(*bootstrap_interval(recall_of(1), is_positive, flagged[members], seed=seed, groups=lesions))
+            if is_positive.any() and not is_positive.all()
+            else (f"{flagged[members][is_positive == 1].mean():.3f}" if is_positive.any() else "–")
+        )
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def detection_rate(

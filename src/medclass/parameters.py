@@ -132,6 +132,7 @@ def _unfreeze_blocks(value):
 CHECKS = {
     "dataset": _dataset,
     "data_dir": _text(optional=True),
+    "ph2_dir": _text(optional=True),
     "synthetic": _boolean,
     "image_size": _image_size,
     "batch_size": _integer(1),

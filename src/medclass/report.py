@@ -177,6 +177,20 @@ def demote_headings(markdown: str, levels: int = 2) -> str:
     return "\n".join("#" * levels + line if line.startswith("#") else line for line in markdown.splitlines())
 
 
+def table_markdown(table: pd.DataFrame) -> str:
+    """Any table as a markdown pipe table, its index first (floats to three decimals)."""
+
+    def cell(value) -> str:
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    header = [table.index.name or ""] + [str(column) for column in table.columns]
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, row in table.iterrows():
+        label = " / ".join(map(str, name)) if isinstance(name, tuple) else str(name)
+        rows.append("| " + " | ".join([label] + [cell(value) for value in row]) + " |")
+    return "\n".join(rows)
+
+
 def metrics_markdown(table: pd.DataFrame) -> str:
     """A metrics table with intervals, as markdown."""
     rows = ["| metric | value | 95% interval |", "|---|---|---|"]
