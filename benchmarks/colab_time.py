@@ -38,7 +38,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medclass import data
+from medclass import colour, data
 from tools.book import chapter_parameters, notebook_defaults, toc_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +69,7 @@ GPU_CELLS = (
     "predict_probabilities",
     "transfer.compare",
     "plot_overlays",
+    "classifier_curve",
 )
 DECODE_CELLS = ("perceptual_hashes", "file_properties")
 # What medclass.prerequisites.split_for redoes of a data chapter: load, hash, group, split.
@@ -99,8 +100,13 @@ def split_sizes(dataset: str, data_dir: Path, max_images: int | None) -> dict[st
     """Images per split as the data chapters make them, from the real datasets' counts."""
     n = image_count(dataset, data_dir)
     n = min(n, max_images) if max_images else n
-    if dataset == "ham10000":
-        return {"train": 0.7 * n, "val": 0.15 * n, "test": 0.15 * n, "external_test": 0}
+    if dataset == "ham10000":  # the external set is PH2, read whole
+        return {
+            "train": 0.7 * n,
+            "val": 0.15 * n,
+            "test": 0.15 * n,
+            "external_test": image_count("ph2", data_dir),
+        }
     tumours = image_count("br35h", data_dir, "Tumor")
     tumours = min(tumours, max(10, max_images // 5)) if max_images else tumours
     return {
@@ -166,9 +172,14 @@ def gpu_seconds(chapter: str, p: dict, data_dir: Path) -> float:
         return decode + 2 * epochs * frozen + 2 * (half * frozen + (epochs - half) * tuned) + epochs * tuned
     if chapter.endswith("_training"):
         return decode + p["epochs_frozen"] * frozen + p["epochs_finetune"] * tuned
-    # evaluation: validation with and without flips, the test split and the external tumours
+    # evaluation: validation with and without flips, the test split and the external set
+    # (brain: Br35H's tumours; skin: PH2), each decoded once and then cached; the skin chapter
+    # also predicts the cached test images under every colour shift of its robustness curve
+    decoded = sizes["val"] + sizes["test"] + sizes["external_test"]
     passes = 2 * sizes["val"] + (1 + bool(p["tta"])) * (sizes["test"] + sizes["external_test"])
-    return passes / DECODE_PER_S + passes / t4_images_per_s(backbone, size, forward_only=True)
+    if chapter == "skin_03_evaluation":
+        passes += sum(len(amounts) for _, amounts in colour.SHIFTS.values()) * sizes["test"] + sizes["test"]
+    return decoded / DECODE_PER_S + passes / t4_images_per_s(backbone, size, forward_only=True)
 
 
 def cpu_fit_seconds(chapter: str) -> float:

@@ -192,7 +192,7 @@ def evaluation_sections(results: dict, evaluations: dict) -> list[str]:
             continue
         operating = evaluation["operating_class"]
         lines += [
-            f"#### {title}",
+            f"### {title}",
             "",
             f"Decisions on the validation split: test-time augmentation "
             f"{'on' if evaluation['tta'] else 'off'}; temperature {number(evaluation['temperature'])}; "
@@ -272,17 +272,17 @@ def markdown(profile: str = "cpu") -> str:
         "",
     ]
     if {"brain_02_training", "skin_02_training"} & set(records):
-        lines += ["#### The case studies' training settings", "", settings_table(records), ""]
+        lines += ["### The case studies' training settings", "", settings_table(records), ""]
     if "transfer_strategies" in results:
         lines += [
-            "#### Transfer learning (`concepts_03_transfer`), validation split",
+            "### Transfer learning (`concepts_03_transfer`), validation split",
             "",
             markdown_table(results["transfer_strategies"]),
             "",
         ]
     if "resnet_training" in results:
         lines += [
-            "#### Residual networks (`concepts_02_resnet`)",
+            "### Residual networks (`concepts_02_resnet`)",
             "",
             markdown_table(results["resnet_training"], "network"),
             "",
