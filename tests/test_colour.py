@@ -58,3 +58,15 @@ def test_the_curve_measures_every_shift_on_the_same_images():
     # each point is its own shift: warmer light raises red over blue, cooler lowers it
     assert red[("white balance", 0.15)] > red[("white balance", 0.075)] > red[("none", 0.0)]
     assert red[("white balance", -0.15)] < red[("none", 0.0)]
+
+
+def test_the_curve_sample_keeps_every_image_of_a_kept_class_and_caps_the_others():
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {"label": ["nv"] * 50 + ["mel"] * 30 + ["df"] * 3, "path": [f"{i}.jpg" for i in range(83)]}
+    )
+    sample = colour.curve_sample(frame, per_class=10, keep=["mel"], seed=0)
+    assert sample["label"].value_counts().to_dict() == {"mel": 30, "nv": 10, "df": 3}
+    assert sample.equals(colour.curve_sample(frame, per_class=10, keep=["mel"], seed=0))
+    assert not sample.equals(colour.curve_sample(frame, per_class=10, keep=["mel"], seed=1))
