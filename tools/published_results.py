@@ -303,7 +303,8 @@ SKIN_EXTRAS = (  # the skin evaluation's further tables, in the order the chapte
     ("skin_subgroups_body_site", "By body site:"),
     (
         "skin_colour_robustness",
-        "HAM10000 test split under colour shifts (no flip averaging; the same images at every point):",
+        "HAM10000 test split under colour shifts (no flip averaging; every melanoma and at most 100 "
+        "test images of each other class, the same at every point):",
     ),
     ("skin_ph2", "PH2 (another hospital), melanoma vs rest at the operating point, intervals over images:"),
     ("skin_ph2_called", "What the model calls PH2's images:"),
