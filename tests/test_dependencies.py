@@ -40,6 +40,9 @@ def declared() -> dict[str, set[str]]:
     }
 
 
+FIRST_PARTY = {"medclass", "tools"}  # the package, and the checkout's own tools/ (not installed)
+
+
 def third_party(tree: ast.AST) -> set[str]:
     modules = set()
     for node in ast.walk(tree):
@@ -47,7 +50,7 @@ def third_party(tree: ast.AST) -> set[str]:
             modules |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0:
             modules.add(node.module.split(".")[0])
-    return {m for m in modules if m not in sys.stdlib_module_names and m != "medclass"} - BACKENDS - COLAB
+    return {m for m in modules if m not in sys.stdlib_module_names} - FIRST_PARTY - BACKENDS - COLAB
 
 
 def medclass_modules(tree: ast.AST) -> set[str]:

@@ -1,5 +1,8 @@
 """Figures sized for the book's page.
 
+First used in chapter "Residual networks" (notebooks/concepts_02_resnet.ipynb); every plotting
+helper of medclass draws through it.
+
 The book's text column is 784 px wide in a 1400 px window (sphinx-book-theme), and the
 notebooks draw at matplotlib's 100 dpi, so a figure wider than about 7.8 inches is shrunk to
 fit, and its labels with it: a 14-inch figure shows its 8-point titles at 4.5 points. Every
