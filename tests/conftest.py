@@ -234,3 +234,21 @@ def pytest_sessionfinish(session, exitstatus):
         lines.append(f"| {row['item']} | {row['case']} | {row['behaviour']} | `{name}` | {row['result']} |")
     Path(target).parent.mkdir(parents=True, exist_ok=True)
     Path(target).write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def history():
+    """A training history as medclass.training writes it: three epochs, two phases."""
+    import pandas as pd
+
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "phase": ["frozen", "frozen", "fine-tune"],
+            "loss": [0.7, 0.5, 0.4],
+            "val_loss": [0.6, 0.5, 0.45],
+            "accuracy": [0.6, 0.7, 0.8],
+            "val_accuracy": [0.6, 0.65, 0.7],
+        }
+    )
+    return history

@@ -7,7 +7,6 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np
-import pandas as pd
 import pytest
 from sklearn import metrics
 
@@ -107,18 +106,8 @@ def test_binary_report_scores_each_class_from_the_sigmoid(predictions):
     )
 
 
-def test_figures_render(predictions):
+def test_figures_render(predictions, history):
     y_true, scores = predictions
-    history = pd.DataFrame(
-        {
-            "epoch": [1, 2, 3],
-            "phase": ["frozen", "frozen", "fine-tune"],
-            "loss": [0.7, 0.5, 0.4],
-            "val_loss": [0.6, 0.5, 0.45],
-            "accuracy": [0.6, 0.7, 0.8],
-            "val_accuracy": [0.6, 0.65, 0.7],
-        }
-    )
     for figure in (
         evaluation.plot_confusion_matrix(y_true, scores, ["Healthy", "Tumor"]),
         evaluation.plot_roc(y_true, scores),

@@ -24,7 +24,7 @@ def test_a_grid_fits_the_page_and_keeps_its_cells_shape(columns):
     plt.close(figure)
 
 
-def test_the_chapters_widest_figures_fit_the_page(tmp_path):
+def test_the_chapters_widest_figures_fit_the_page(tmp_path, history):
     from PIL import Image
 
     paths = []
@@ -33,16 +33,6 @@ def test_the_chapters_widest_figures_fit_the_page(tmp_path):
         Image.new("RGB", (200, 150), (index * 10, 90, 120)).save(path)
         paths.append(str(path))
     frame = pd.DataFrame({"path": paths, "label": ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"] * 2})
-    history = pd.DataFrame(
-        {
-            "epoch": [1, 2, 3],
-            "phase": ["frozen", "frozen", "fine-tune"],
-            "loss": [1.0, 0.8, 0.6],
-            "val_loss": [1.1, 0.9, 0.8],
-            "accuracy": [0.5, 0.6, 0.7],
-            "val_accuracy": [0.5, 0.55, 0.6],
-        }
-    )
     y_true = [0, 1, 2, 3, 4, 5, 6] * 2
     probabilities = pd.get_dummies(y_true).to_numpy(float) * 0.9 + 0.1 / 7
     curve = pd.DataFrame(

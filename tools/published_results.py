@@ -136,11 +136,16 @@ def headline(chapter: str, results: dict[str, pd.DataFrame], evaluation: dict) -
         text = metrics_line(
             results["skin_test"], ("balanced accuracy", "accuracy", "macro-F1", "weighted-F1")
         )
-        return (
-            text
-            + f"; melanoma at P(mel) ≥ {number(evaluation['operating_threshold'])}: "
-            + metrics_line(results["skin_test_operating_point"], ("sensitivity", "specificity"))
+        text += f"; melanoma at P(mel) ≥ {number(evaluation['operating_threshold'])}: " + metrics_line(
+            results["skin_test_operating_point"], ("sensitivity", "specificity")
         )
+        if "skin_ph2" in results:
+            text += (
+                "; **external (PH2, another hospital): "
+                + metrics_line(results["skin_ph2"], ("sensitivity", "specificity"))
+                + "**"
+            )
+        return text
     return ""
 
 
@@ -166,13 +171,15 @@ SETTINGS = (  # the training chapters' settings the appendix lists, in this orde
 def settings_table(records: dict[str, dict]) -> str:
     """The published training chapters' settings, side by side, from their provenance records."""
     chapters = [name for name in ("brain_02_training", "skin_02_training") if name in records]
+    declared = {
+        chapter: book.notebook_defaults(book.ROOT / "notebooks" / f"{chapter}.ipynb") for chapter in chapters
+    }
     frame = pd.DataFrame(
         {
             chapter: {
                 key: Path(str(value)).name if key == "weights" and value else value
                 for key, value in records[chapter]["parameters"].items()
-                if key in SETTINGS
-                and key in book.notebook_defaults(book.ROOT / "notebooks" / f"{chapter}.ipynb")
+                if key in SETTINGS and key in declared[chapter]
             }
             for chapter in chapters
         }
@@ -245,9 +252,10 @@ def read_published(profile: str) -> tuple[dict, dict, dict]:
     return results, evaluations, records
 
 
-def markdown(profile: str = "cpu") -> str:
-    """The generated appendix section for the published ``profile``."""
-    by_chapter, evaluations, records = read_published(profile)
+def markdown(profile: str = "cpu", published: tuple | None = None) -> str:
+    """The generated appendix section for the published ``profile`` (``published``: what
+    :func:`read_published` returned for it, if read already)."""
+    by_chapter, evaluations, records = published or read_published(profile)
     results = {name: table for tables in by_chapter.values() for name, table in tables.items()}
     rows = []
     for source in book.toc_notebooks():
@@ -311,44 +319,24 @@ SKIN_EXTRAS = (  # the skin evaluation's further tables, in the order the chapte
 )
 
 
-def headlines(profile: str = "cpu") -> dict[str, str]:
+def headlines(profile: str = "cpu", published: tuple | None = None) -> dict[str, str]:
     """One paragraph per case study (``brain_mri``, ``ham10000``) that its introduction page
-    includes: the published run's headline numbers, internal and external."""
-    by_chapter, evaluations, _ = read_published(profile)
+    includes: the evaluation chapter's headline of the published run (:func:`headline`),
+    internal and external (``published`` as for :func:`markdown`)."""
+    by_chapter, evaluations, _ = published or read_published(profile)
     paragraphs = {}
-    brain, skin = by_chapter.get("brain_03_evaluation", {}), by_chapter.get("skin_03_evaluation", {})
-    if "brain_test" in brain and "brain" in evaluations:
-        text = (
-            f"In the published `{profile}` run: "
-            + metrics_line(brain["brain_test"], ("accuracy", "ROC-AUC"))
-            + " on the test split (threshold 0.5); at the operating point chosen on validation, "
-            f"P(Tumor) ≥ {number(evaluations['brain']['operating_threshold'])}: "
-            + metrics_line(brain["brain_test_operating_point"], ("sensitivity", "specificity"))
-        )
-        if "brain_external" in brain:
-            text += (
-                "; on Br35H's tumour slices from another source, held out from training and "
-                f"selection: sensitivity {with_interval(brain['brain_external'].iloc[0])}"
-            )
-        paragraphs["brain_mri"] = text + ". 95% intervals over duplicate groups."
-    if "skin_test" in skin and "skin" in evaluations:
-        text = (
-            f"In the published `{profile}` run: "
-            + metrics_line(skin["skin_test"], ("balanced accuracy", "accuracy", "macro-F1"))
-            + " on the test split; melanoma at the operating point chosen on validation, "
-            f"P(mel) ≥ {number(evaluations['skin']['operating_threshold'])}: "
-            + metrics_line(skin["skin_test_operating_point"], ("sensitivity", "specificity"))
-        )
-        if "skin_ph2" in skin:
-            text += "; on PH2, from another hospital: " + metrics_line(
-                skin["skin_ph2"], ("sensitivity", "specificity")
-            )
-        paragraphs["ham10000"] = text + ". 95% intervals over lesions (PH2: over images)."
-    for dataset in ("brain_mri", "ham10000"):
-        paragraphs.setdefault(
-            dataset,
-            f"No `{profile}` run of this case study is published yet: `make book PROFILE={profile} "
-            "DATA_DIR=...` publishes one.",
+    for dataset, chapter, groups in (
+        ("brain_mri", "brain_03_evaluation", "duplicate groups"),
+        ("ham10000", "skin_03_evaluation", "lesions (PH2: over images)"),
+    ):
+        evaluation = evaluations.get(chapter.split("_")[0], {})
+        text = headline(chapter, by_chapter.get(chapter, {}), evaluation) if evaluation else ""
+        paragraphs[dataset] = (
+            f"In the published `{profile}` run, on the test split unless said: {text}. "
+            f"95% intervals over {groups}."
+            if text
+            else f"No `{profile}` run of this case study is published yet: `make book PROFILE={profile} "
+            "DATA_DIR=...` publishes one."
         )
     return {name: paragraph + "\n" for name, paragraph in paragraphs.items()}
 
@@ -363,10 +351,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default="cpu", help="a folder of book/published/ (default: cpu)")
     parser.add_argument("--output", type=Path, default=TARGET, help=f"default: {TARGET}")
     args = parser.parse_args(argv)
+    published = read_published(args.profile)  # ten notebooks of several MB: read them once
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(markdown(args.profile))
+    args.output.write_text(markdown(args.profile, published))
     print(f"wrote {args.output}")
-    for dataset, paragraph in headlines(args.profile).items():
+    for dataset, paragraph in headlines(args.profile, published).items():
         path = headline_path(dataset, args.output.parent)
         path.write_text(paragraph)
         print(f"wrote {path}")

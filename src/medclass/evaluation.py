@@ -276,8 +276,8 @@ def subgroup_metrics(
         row["positives"] = int(is_positive.sum())
         row["sensitivity"] = (
             shown(*bootstrap_interval(recall_of(1), is_positive, flagged[members], seed=seed, groups=lesions))
-            if is_positive.any() and not is_positive.all()
-            else (f"{flagged[members][is_positive == 1].mean():.3f}" if is_positive.any() else "–")
+            if is_positive.any()
+            else "–"
         )
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")

@@ -88,18 +88,16 @@ def train_strategy(strategy: str, setup: Setup, train_ds, val_ds) -> pd.DataFram
     started, history = time.perf_counter(), {}
     if strategy == "random features, frozen":
         models.calibrate_batch_norm(model, base, train_ds)
-    if strategy == "from scratch":
-        for norm in models.batch_norm_layers(base):
-            norm.momentum = SCRATCH_MOMENTUM
     for phase in phases:
         if strategy == "from scratch":
             base.trainable = True  # every layer, BatchNormalization in training mode
+            for norm in models.batch_norm_layers(base):
+                norm.momentum = SCRATCH_MOMENTUM
         else:
             training.set_trainable(base, phase)
         if strategy.endswith("BatchNorm training") and phase.unfreeze_blocks:
-            for layer in base.layers:  # unfreeze_top_blocks keeps BatchNormalization frozen
-                if isinstance(layer, keras.layers.BatchNormalization):
-                    layer.trainable = True
+            for layer in models.batch_norm_layers(base):  # unfreeze_top_blocks keeps them frozen
+                layer.trainable = True
         training.compile_for(model, 2, phase.learning_rate, recipe)
         done = len(history.get("loss", []))
         fitted = model.fit(
