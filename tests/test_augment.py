@@ -92,3 +92,12 @@ def test_every_policy_runs_inside_a_training_pipeline(tmp_path, policy):
     )
     plain = next(iter(pipeline.make_dataset(frame, classes, (32, 32), 4)))[0]
     np.testing.assert_array_equal(val_images.numpy(), plain.numpy())
+
+
+def test_the_colour_policy_turns_colours_but_leaves_grey_alone_without_gain():
+    grey = tf.fill([4, 8, 8, 3], 120.0)
+    np.testing.assert_allclose(augment.random_colour(grey, seed=3, gain=0.0).numpy(), 120.0, atol=0.5)
+    red = tf.concat([tf.fill([4, 8, 8, 1], 200.0), tf.fill([4, 8, 8, 2], 60.0)], axis=-1)
+    turned = augment.random_colour(red, seed=3, gain=0.0).numpy()
+    assert not np.allclose(turned, red.numpy(), atol=1.0)
+    assert (turned[..., 0] > turned[..., 1]).all(), "a small turn keeps red red"

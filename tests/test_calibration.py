@@ -81,3 +81,17 @@ def test_the_temperature_is_described_and_uninformative_scores_say_so():
     assert "edge of the search range" in calibration.describe_temperature(temperature)
     assert "over-confident" in calibration.describe_temperature(2.0)
     assert "under-confident" in calibration.describe_temperature(0.5)
+
+
+def test_the_prior_rule_moves_answers_towards_the_frequent_classes():
+    from medclass import calibration as c
+
+    prior = np.array([0.8, 0.2])
+    probabilities = np.array([[0.45, 0.55], [0.1, 0.9]])
+    assert c.shift_to_prior(probabilities, prior, 0) == pytest.approx(probabilities)
+    shifted = c.shift_to_prior(probabilities, prior, 1)
+    assert shifted.sum(axis=1) == pytest.approx([1, 1])
+    assert shifted.argmax(axis=1).tolist() == [0, 1]  # the close call flips, the clear one stays
+    y_true = np.array([0, 1])
+    accuracy = lambda t, p: float(np.mean(t == p))  # noqa: E731
+    assert c.fit_prior_exponent(y_true, probabilities, prior, accuracy) == pytest.approx(0.2)

@@ -232,3 +232,25 @@ def test_subgroup_intervals_resample_lesions_not_images():
     assert width(by_lesion.loc["all", "accuracy"]) > 2 * width(by_image.loc["all", "accuracy"])
     estimate, low, high = bootstrap_interval(lambda t, p: 0.5, y_true, y_true, n_resamples=0)
     assert estimate == 0.5 and np.isnan(low) and np.isnan(high)  # no resample: no interval
+
+
+def test_the_seed_study_scores_each_seed_their_spread_and_their_ensemble():
+    y_true = np.array([0, 0, 1, 1, 2, 2])
+    right = np.eye(3)[y_true] * 0.8 + 0.1 / 3
+    wrong = np.eye(3)[[1, 0, 1, 2, 2, 0]] * 0.6 + 0.4 / 3
+    table = evaluation.seed_study(y_true, {1: right, 2: wrong, 3: right})
+    assert table.index.tolist() == [
+        "seed 1",
+        "seed 2",
+        "seed 3",
+        "mean of the seeds",
+        "standard deviation",
+        "ensemble of the seeds",
+    ]
+    assert table.loc["seed 1", "accuracy"] == 1.0 and table.loc["seed 2", "accuracy"] == 0.5
+    assert table.loc["mean of the seeds", "accuracy"] == pytest.approx(5 / 6)
+    assert table.loc["standard deviation", "accuracy"] == pytest.approx(np.std([1, 0.5, 1], ddof=1))
+    assert table.loc["ensemble of the seeds", "accuracy"] == 1.0  # two right seeds outvote one
+    assert table.loc["seed 2", "balanced accuracy"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="at least two seeds"):
+        evaluation.seed_study(y_true, {1: right})

@@ -41,6 +41,8 @@ VOCABULARY = {
     "unfreeze_blocks",
     "imbalance",
     "cache_features",
+    "finetune_schedule",
+    "extra_seeds",
     "standardise",
     "br35h_in_training",
     # evaluation

@@ -30,6 +30,9 @@ from tools import book
         ("unfreeze_blocks", [8, 4], "rising list"),
         ("weights", "imagenet21k", ".weights.h5"),
         ("image_size", "160", "whole number of pixels"),
+        ("finetune_schedule", "cosin", "did you mean 'cosine'"),
+        ("extra_seeds", [43, 43], "different whole numbers"),
+        ("extra_seeds", 43, "a list"),
     ],
 )
 @pytest.mark.case(
@@ -53,6 +56,8 @@ def test_every_mistake_is_named_at_once_and_other_names_are_ignored():
     assert "imbalance=" in str(error.value) and "batch_size=" in str(error.value)
     with pytest.raises(parameters.ParameterError, match="nothing to train"):
         parameters.check({"epochs_frozen": 0, "epochs_finetune": 0})
+    with pytest.raises(parameters.ParameterError, match="repeats seed=42"):
+        parameters.check({"seed": 42, "extra_seeds": [43, 42]})
 
 
 @pytest.mark.parametrize("profile", ["demo", "cpu", "full"])

@@ -73,6 +73,36 @@ def test_progressive_unfreezing_splits_the_fine_tuning_epochs():
         training.Recipe(epochs_finetune=2, unfreeze_blocks=[1, 2, 3])
 
 
+def test_the_cosine_schedule_warms_up_then_decays_to_zero():
+    schedule = training.WarmupCosine(1e-3, first_epoch=10, epochs=5)
+    assert schedule.rate(0) == pytest.approx(5e-5)
+    assert schedule.rate(0.5) == pytest.approx(5e-5 + 0.5 * 9.5e-4)
+    assert schedule.rate(1) == pytest.approx(1e-3)
+    assert schedule.rate(3) == pytest.approx(5e-4)
+    assert schedule.rate(5) == pytest.approx(0, abs=1e-12)
+    rates = [schedule.rate(t / 10) for t in range(51)]
+    peak = rates.index(max(rates))
+    assert rates[: peak + 1] == sorted(rates[: peak + 1]) and rates[peak:] == sorted(
+        rates[peak:], reverse=True
+    )
+    with pytest.raises(ValueError, match="finetune_schedule='cosin'"):
+        training.Recipe(finetune_schedule="cosin")
+
+
+def test_a_cosine_fine_tuning_phase_follows_its_schedule(tiny_split, tmp_path):
+    model, base = small_model()
+    train_ds, val_ds = datasets(tiny_split)
+    recipe = training.Recipe(
+        epochs_frozen=1, epochs_finetune=3, unfreeze_blocks=3, finetune_schedule="cosine", patience=10
+    )
+    result = training.train_two_phase(model, base, train_ds, val_ds, tmp_path, num_classes=2, recipe=recipe)
+    schedule = training.WarmupCosine(1e-4, first_epoch=1, epochs=3)
+    steps = len(train_ds)
+    # The rate logged at an epoch's end is the one its last batch trained at.
+    expected = [schedule.rate(epoch + (steps - 1) / steps) for epoch in range(3)]
+    assert result.history["lr"].iloc[1:].tolist() == pytest.approx(expected, rel=1e-4)
+
+
 @pytest.mark.slow
 def test_multiclass_focal_loss_and_cached_features(tmp_path):
     """Seven classes, one-hot labels, focal loss, phase 1 on cached features, three stages."""
@@ -396,3 +426,26 @@ def test_the_phases_one_by_one_as_the_training_chapters_write_them(tiny_split, t
     assert (tmp_path / "model.keras").exists() and not (tmp_path / "work").exists()
     with pytest.raises(RuntimeError, match="has finished"):
         again.finish()
+
+
+def test_the_logit_adjusted_loss_is_crossentropy_on_the_logits_plus_the_log_prior():
+    prior = [0.7, 0.2, 0.1]
+    logits = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 0.3]], dtype="float32")
+    probabilities = keras.ops.softmax(logits)
+    labels = np.eye(3, dtype="float32")[[1, 2]]
+    loss = training.LogitAdjustedCrossentropy(prior)(labels, probabilities)
+    adjusted = logits + np.log(prior)
+    expected = -np.mean(np.sum(labels * (adjusted - np.log(np.exp(adjusted).sum(1, keepdims=True))), 1))
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    # A model that outputs the prior itself is not rewarded for it: the loss pushes it to uniform.
+    uniform = training.LogitAdjustedCrossentropy(prior)(labels, np.full((2, 3), 1 / 3, "float32"))
+    assert float(uniform) < float(training.LogitAdjustedCrossentropy(prior)(labels, np.tile(prior, (2, 1))))
+    assert training.class_prior(pd.Series(["a", "a", "b"]), ["a", "b", "c"]) == pytest.approx(
+        [0.5, 0.25, 0.25]
+    )
+    with pytest.raises(ValueError, match="needs class_prior"):
+        training.Recipe(loss="logit_adjusted")
+    with pytest.raises(ValueError, match="positive share"):
+        training.LogitAdjustedCrossentropy([1.0, 0.0])
+    restored = keras.losses.deserialize(keras.losses.serialize(training.LogitAdjustedCrossentropy(prior)))
+    assert restored.prior == prior

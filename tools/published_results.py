@@ -136,6 +136,11 @@ def headline(chapter: str, results: dict[str, pd.DataFrame], evaluation: dict) -
         text = metrics_line(
             results["skin_test"], ("balanced accuracy", "accuracy", "macro-F1", "weighted-F1")
         )
+        if "skin_test_prior_rule" in results:
+            text += f"; with the prior rule (e = {number(evaluation.get('prior_exponent', float('nan')))}): "
+            text += metrics_line(
+                results["skin_test_prior_rule"], ("balanced accuracy", "accuracy", "macro-F1")
+            )
         text += f"; melanoma at P(mel) ≥ {number(evaluation['operating_threshold'])}: " + metrics_line(
             results["skin_test_operating_point"], ("sensitivity", "specificity")
         )
@@ -158,6 +163,7 @@ SETTINGS = (  # the training chapters' settings the appendix lists, in this orde
     "epochs_frozen",
     "epochs_finetune",
     "unfreeze_blocks",
+    "finetune_schedule",
     "augmentation",
     "imbalance",
     "learning_rate",
@@ -165,6 +171,7 @@ SETTINGS = (  # the training chapters' settings the appendix lists, in this orde
     "standardise",
     "br35h_in_training",
     "seed",
+    "extra_seeds",
 )
 
 
@@ -230,6 +237,22 @@ def evaluation_sections(results: dict, evaluations: dict) -> list[str]:
                 "",
             ]
     return lines
+
+
+# The colour curve of the skin model published before the recipe of issue 17 (class weights,
+# top 8 blocks, no colour augmentation), read from its recorded table (skin_03_evaluation at
+# commit 75fda16), so that the appendix can set the current curve beside it.
+COLOUR_BEFORE = book.ROOT / "benchmarks" / "results" / "skin_colour_robustness_before.csv"
+
+
+def colour_before_and_after(after: pd.DataFrame, before_path: Path = COLOUR_BEFORE) -> pd.DataFrame:
+    """The current colour curve beside the earlier recipe's, shift by shift."""
+    before = pd.read_csv(before_path).set_index(["shift", "amount"])
+    columns = {}
+    for metric in ("balanced accuracy", "melanoma sensitivity"):
+        columns[f"{metric}, before"] = before[metric]
+        columns[f"{metric}, now"] = after[metric].reindex(before.index)
+    return pd.DataFrame(columns)
 
 
 def read_published(profile: str) -> tuple[dict, dict, dict]:
@@ -299,10 +322,29 @@ def markdown(profile: str = "cpu", published: tuple | None = None) -> str:
     for name, title in SKIN_EXTRAS:
         if name in results:
             lines += [title, "", markdown_table(results[name]), ""]
+    if "skin_colour_robustness" in results and COLOUR_BEFORE.is_file():
+        lines += [
+            "The colour curve before and now: before is the model published at 75fda16 (class "
+            "weights, the top 8 blocks fine-tuned, no colour augmentation), on the same sample "
+            "of the same test split:",
+            "",
+            markdown_table(colour_before_and_after(results["skin_colour_robustness"])),
+            "",
+        ]
     return "\n".join(lines).rstrip() + "\n"
 
 
 SKIN_EXTRAS = (  # the skin evaluation's further tables, in the order the chapter shows them
+    (
+        "skin_test_prior_rule",
+        "HAM10000 test split with the prior rule (the class frequencies raised to the exponent chosen "
+        "on validation), intervals over lesions:",
+    ),
+    (
+        "skin_seed_study",
+        "The seed study: the recipe trained with other seeds on the same split, each model's test "
+        "split at its most probable class, and the ensemble of their mean probabilities:",
+    ),
     (
         "skin_subgroups_sex",
         "HAM10000 test split by sex (intervals over lesions; melanoma sensitivity at the operating point):",

@@ -39,7 +39,9 @@ KERAS_EQUIVALENTS = {
 # RandomRotation + RandomZoom + RandomTranslation in one pass.
 # "source" is this module's own too (random_acquisition): what differs between scanners and
 # sources that preprocessing does not remove (contrast curve, resolution, noise).
-POLICIES = ("mild", "flips", "geometric", "photometric", "source", "randaugment", "mixup", "cutmix")
+# "colour" is this module's own too (random_colour): what another camera, light or white
+# balance changes in a dermatoscopic photograph (saturation, hue, the gain of each channel).
+POLICIES = ("mild", "flips", "geometric", "photometric", "colour", "source", "randaugment", "mixup", "cutmix")
 LABEL_MIXING = {"mixup", "cutmix"}
 
 
@@ -97,7 +99,34 @@ def random_acquisition(images, seed: int, gamma: float = 0.35, min_scale: float 
     return tf.clip_by_value(images, 0.0, 255.0)
 
 
+def random_colour(images, seed: int, saturation: float = 0.3, hue: float = 0.03, gain: float = 0.1):
+    """Change each image's colours as another camera, lamp or white balance would: saturation
+    times ``1 ± saturation``, hue turned by up to ``hue`` of a full turn, and each channel times
+    ``1 ± gain``. One draw per image of a batch; pixels stay in 0-255.
+
+    Defined in chapter "Skin lesions: training"; ``medclass.colour`` measures the same four
+    kinds of shift on the test split.
+    """
+    batch = tf.shape(images)[0]
+    seed += 20  # "mild" and "source" draw with seed to seed + 13
+    hsv = tf.image.rgb_to_hsv(tf.clip_by_value(images, 0.0, 255.0) / 255.0)
+    turn = tf.random.uniform([batch, 1, 1], -hue, hue, seed=seed)
+    scale = tf.random.uniform([batch, 1, 1], 1 - saturation, 1 + saturation, seed=seed + 1)
+    hsv = tf.stack(
+        [
+            tf.math.floormod(hsv[..., 0] + turn, 1.0),
+            tf.clip_by_value(hsv[..., 1] * scale, 0.0, 1.0),
+            hsv[..., 2],
+        ],
+        axis=-1,
+    )
+    gains = tf.random.uniform([batch, 1, 1, 3], 1 - gain, 1 + gain, seed=seed + 2)
+    return tf.clip_by_value(tf.image.hsv_to_rgb(hsv) * 255.0 * gains, 0.0, 255.0)
+
+
 def _image_layers(policy: str, seed: int) -> list:
+    if policy == "colour":
+        return [lambda images, training: random_colour(images, seed)]
     if policy == "mild":
         return [lambda images, training: random_affine(images, seed)]
     if policy == "source":

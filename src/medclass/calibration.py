@@ -122,3 +122,32 @@ def threshold_for_sensitivity(y_true: np.ndarray, scores: np.ndarray, target: fl
     # Keep the top `needed` positive scores above the threshold.
     needed = int(np.ceil(target * len(positives)))
     return float(positives[len(positives) - needed])
+
+
+PRIOR_EXPONENTS = tuple(np.round(np.arange(0, 1.51, 0.1), 2))
+
+
+def shift_to_prior(probabilities: np.ndarray, prior: np.ndarray, exponent: float) -> np.ndarray:
+    """Each row times ``prior ** exponent``, renormalised: a decision rule between the model's
+    own (``exponent`` 0) and one that favours frequent classes as the training data did.
+
+    A model trained with balanced class weights answers as if every class were equally common,
+    which is what balanced accuracy rewards; multiplying by the class prior (exponent 1) puts
+    the frequencies back, which is what plain accuracy rewards (Menon et al. 2021, "logit
+    adjustment", read backwards)."""
+    prior = np.maximum(np.asarray(prior, dtype="float64"), 1e-12)  # a class absent from training
+    shifted = np.asarray(probabilities, dtype="float64") * prior**exponent
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def fit_prior_exponent(y_true: np.ndarray, probabilities: np.ndarray, prior: np.ndarray, score=None) -> float:
+    """The exponent of :func:`shift_to_prior`, among ``PRIOR_EXPONENTS``, whose argmax scores
+    best by ``score(y_true, y_pred)`` (default: macro-F1, which counts both a class's misses and
+    its false alarms; the smallest of tied exponents). Choose it on validation."""
+    if score is None:
+        from medclass.evaluation import f1_scores
+
+        k = probabilities.shape[1]
+        score = lambda labels, predicted: float(np.mean(f1_scores(labels, predicted, k)[0]))  # noqa: E731
+    results = [score(y_true, shift_to_prior(probabilities, prior, e).argmax(axis=1)) for e in PRIOR_EXPONENTS]
+    return float(PRIOR_EXPONENTS[int(np.argmax(results))])

@@ -297,6 +297,34 @@ def detection_rate(
     return bootstrap_interval(found, positives, probabilities, seed=seed, groups=groups)
 
 
+SEED_METRICS = ("balanced accuracy", "macro-F1", "accuracy", "weighted-F1")
+
+
+def seed_study(y_true, probabilities_by_seed: dict) -> pd.DataFrame:
+    """The argmax metrics of each seed's model, their mean and standard deviation, and those of
+    the seeds' ensemble (the mean of their probabilities): how much of a result is the draw of
+    one training run. ``probabilities_by_seed`` maps a seed to its softmax rows."""
+    if len(probabilities_by_seed) < 2:
+        raise ValueError("A seed study needs the models of at least two seeds.")
+    y_true = np.asarray(y_true).astype(int)
+
+    def row(probabilities):
+        predicted, k = predicted_labels(probabilities), probabilities.shape[1]
+        return {
+            "balanced accuracy": balanced_accuracy(y_true, predicted),
+            "macro-F1": float(np.mean(f1_scores(y_true, predicted, k)[0])),
+            "accuracy": accuracy(y_true, predicted),
+            "weighted-F1": weighted_f1(y_true, predicted, k),
+        }
+
+    table = pd.DataFrame({f"seed {seed}": row(p) for seed, p in probabilities_by_seed.items()}).T
+    summary = pd.DataFrame({"mean of the seeds": table.mean(), "standard deviation": table.std(ddof=1)}).T
+    ensemble = row(np.mean(list(probabilities_by_seed.values()), axis=0))
+    return pd.concat([table, summary, pd.DataFrame({"ensemble of the seeds": ensemble}).T])[
+        list(SEED_METRICS)
+    ]
+
+
 def classification_report(
     y_true: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str], threshold: float = 0.5
 ) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import math
 
-IMBALANCE = ("class_weight", "focal", "none")
+IMBALANCE = ("class_weight", "focal", "logit_adjusted", "none")
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 
 
@@ -129,6 +129,22 @@ def _unfreeze_blocks(value):
     return "a whole number of blocks, or a rising list of them for progressive unfreezing ([4, 8])"
 
 
+def _schedule(value):
+    from medclass.training import SCHEDULES
+
+    return _one_of(SCHEDULES)(value)
+
+
+def _seeds(value):
+    if (
+        isinstance(value, list)
+        and all(_is_int(n) and n >= 0 for n in value)
+        and len(set(value)) == len(value)
+    ):
+        return None
+    return "a list of different whole numbers ([] for none)"
+
+
 CHECKS = {
     "dataset": _dataset,
     "data_dir": _text(optional=True),
@@ -150,6 +166,8 @@ CHECKS = {
     "imbalance": _one_of(IMBALANCE),
     "cache_features": _boolean,
     "seed": _integer(0),
+    "extra_seeds": _seeds,
+    "finetune_schedule": _schedule,
     "max_images": _integer(10, optional=True),
     "output_dir": _text(),
     "tta": _boolean,
@@ -167,6 +185,9 @@ def check(namespace: dict) -> None:
             expected = check_value(namespace[name])
             if expected:
                 problems.append(f"{name}={namespace[name]!r}: expected {expected}")
+    extra_seeds = namespace.get("extra_seeds")
+    if isinstance(extra_seeds, list) and namespace.get("seed") in extra_seeds:
+        problems.append(f"extra_seeds={namespace['extra_seeds']!r} repeats seed={namespace['seed']!r}")
     if namespace.get("epochs_frozen") == 0 and namespace.get("epochs_finetune") == 0:
         problems.append("epochs_frozen=0 and epochs_finetune=0: nothing to train")
     if problems:

@@ -13,6 +13,7 @@ Used by the training and evaluation chapters of both case studies.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -98,6 +99,33 @@ def model_for(dataset: str, run_dir, settings: dict):
     return training.load_model(run_dir)
 
 
+def seed_models(dataset: str, run_dir, settings: dict, seeds) -> dict[int, tuple]:
+    """The recipe's models trained again with each of ``seeds``, for the seed study: seed N's
+    model lives in ``run_dir / "seeds" / "seed_N"``, trained on the split of ``run_dir`` (its
+    manifest and sidecar are copied there). A seed with no model there, or with one trained on another
+    split, is trained as the training chapter trains it (the old model stays until the new one
+    is saved). Returns ``{seed: (model, model.json)}``."""
+    from medclass.runtime import seed_everything
+
+    manifest = Path(run_dir) / "manifest.csv"
+    models_by_seed = {}
+    for seed in seeds:
+        seed_dir = Path(run_dir) / "seeds" / f"seed_{seed}"
+        seed_dir.mkdir(parents=True, exist_ok=True)
+        for part in (manifest, manifest.with_suffix(".json")):  # the split and its sidecar
+            shutil.copyfile(part, seed_dir / part.name)
+        seed_settings = {**settings, "seed": seed}
+        seed_everything(seed)
+        model, info = model_for(dataset, seed_dir, seed_settings)
+        if info.get("manifest_sha256") != splits.manifest_hash(manifest):
+            print(f"The model of seed {seed} was trained on another split: training it again.")
+            seed_everything(seed)
+            train(dataset, seed_dir, seed_settings)
+            model, info = training.load_model(seed_dir)
+        models_by_seed[seed] = (model, info)
+    return models_by_seed
+
+
 def train(dataset: str, run_dir: Path, settings: dict) -> training.TrainingResult:
     """The training chapter's cells without their figures and tables: datasets, model, class
     weights, recipe, two phases, and the metadata ``model.json`` records."""
@@ -134,9 +162,13 @@ def train(dataset: str, run_dir: Path, settings: dict) -> training.TrainingResul
         epochs_finetune=settings["epochs_finetune"],
         learning_rate=settings["learning_rate"],
         unfreeze_blocks=settings["unfreeze_blocks"],
-        loss="focal" if settings["imbalance"] == "focal" else "crossentropy",
+        loss=training.LOSS_FOR_IMBALANCE[settings["imbalance"]],
+        class_prior=training.class_prior(train_frame["label"], class_names)
+        if settings["imbalance"] == "logit_adjusted"
+        else None,
         cache_features=settings["cache_features"],
         jit_compile=accelerator.jit_compile,
+        finetune_schedule=settings.get("finetune_schedule", "plateau"),
     )
     metadata = {
         "class_names": class_names,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import shutil
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -32,6 +33,45 @@ from medclass import records
 from medclass.models import unfreeze_top_blocks
 
 ARTIFACTS = ("model.keras", "history.csv", "model.json")
+SCHEDULES = ("plateau", "cosine")
+LOSSES = ("crossentropy", "focal", "logit_adjusted")
+# The chapters' ``imbalance`` parameter -> the loss it trains with (class weights go to ``fit``).
+LOSS_FOR_IMBALANCE = {
+    "class_weight": "crossentropy",
+    "focal": "focal",
+    "logit_adjusted": "logit_adjusted",
+    "none": "crossentropy",
+}
+
+
+@keras.saving.register_keras_serializable(package="medclass")
+class LogitAdjustedCrossentropy(keras.losses.Loss):
+    """Cross-entropy on the model's logits plus the log of each class's share of the training
+    data (Menon et al. 2021, "Long-tail learning via logit adjustment").
+
+    The training data's frequencies are added back inside the loss, so the model's own logits
+    need not learn them: its softmax estimates which class the image shows as if every class
+    were equally common, the rule that balanced accuracy rewards, without reweighting images
+    (a dermatofibroma is not counted fifty times). Multiplying its probabilities by the prior
+    again (:func:`medclass.calibration.shift_to_prior`) gives the rule that accuracy rewards.
+    Takes the softmax output (one-hot or mixed labels), so the model stays as it is.
+    """
+
+    def __init__(self, prior, name: str = "logit_adjusted_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.prior = [float(share) for share in prior]
+        if not self.prior or min(self.prior) <= 0 or abs(sum(self.prior) - 1) > 1e-3:
+            raise ValueError(f"prior={self.prior}: give every class a positive share, summing to 1.")
+
+    def call(self, y_true, y_pred):
+        from keras import ops
+
+        log_prior = ops.log(ops.convert_to_tensor(self.prior, "float32"))
+        logits = ops.log(ops.clip(ops.cast(y_pred, "float32"), 1e-7, 1.0)) + log_prior
+        return keras.losses.categorical_crossentropy(y_true, logits, from_logits=True)
+
+    def get_config(self):
+        return {**super().get_config(), "prior": self.prior}
 
 
 @dataclass
@@ -43,6 +83,10 @@ class Recipe:
     unfreeze 2, then 5, then 9 blocks. ``loss`` is "crossentropy" or "focal" (focal
     cross-entropy, which down-weights easy examples). ``cache_features`` trains phase 1 on the
     frozen backbone's features computed once, instead of running the backbone every epoch.
+    ``loss="logit_adjusted"`` (:class:`LogitAdjustedCrossentropy`) needs ``class_prior``.
+    ``finetune_schedule`` is "plateau" (each fine-tuning phase at a constant rate, cut when the
+    validation loss stalls) or "cosine" (:class:`WarmupCosine`: one epoch of warm-up, then a
+    cosine decay over the phase).
     """
 
     epochs_frozen: int = 10
@@ -55,6 +99,8 @@ class Recipe:
     loss: str = "crossentropy"
     cache_features: bool = False
     jit_compile: bool = False
+    finetune_schedule: str = "plateau"
+    class_prior: list[float] | None = None
 
     def __post_init__(self):
         for name in ("epochs_frozen", "epochs_finetune", "patience"):
@@ -62,8 +108,15 @@ class Recipe:
                 raise ValueError(f"{name}={getattr(self, name)} must be 0 or more.")
         if self.epochs_frozen + self.epochs_finetune == 0:
             raise ValueError("epochs_frozen and epochs_finetune are both 0: nothing to train.")
-        if self.loss not in ("crossentropy", "focal"):
-            raise ValueError(f"loss={self.loss!r}; use 'crossentropy' or 'focal'.")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss={self.loss!r}; use one of {list(LOSSES)}.")
+        if (self.loss == "logit_adjusted") != (self.class_prior is not None):
+            raise ValueError(
+                "loss='logit_adjusted' needs class_prior, each class's share of the training images "
+                "(training.class_prior), and class_prior is used by no other loss."
+            )
+        if self.finetune_schedule not in SCHEDULES:
+            raise ValueError(f"finetune_schedule={self.finetune_schedule!r}; use one of {list(SCHEDULES)}.")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate={self.learning_rate} must be positive.")
         stages = self.stages()
@@ -129,17 +182,27 @@ def compile_for(model: keras.Model, num_classes: int, learning_rate: float, reci
 
 def _compile(model: keras.Model, num_classes: int, learning_rate: float, recipe: Recipe) -> None:
     optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=recipe.weight_decay)
+    if num_classes == 2 and recipe.loss == "logit_adjusted":
+        raise ValueError("loss='logit_adjusted' is for a softmax over 3 or more classes; use class weights.")
     if num_classes == 2:
         loss = keras.losses.BinaryFocalCrossentropy() if recipe.loss == "focal" else "binary_crossentropy"
         metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
     else:
-        loss = (
-            keras.losses.CategoricalFocalCrossentropy()
-            if recipe.loss == "focal"
-            else "categorical_crossentropy"
-        )
+        losses = {
+            "focal": keras.losses.CategoricalFocalCrossentropy,
+            "logit_adjusted": lambda: LogitAdjustedCrossentropy(recipe.class_prior),
+        }
+        loss = losses.get(recipe.loss, lambda: "categorical_crossentropy")()
         metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=recipe.jit_compile)
+
+
+def class_prior(labels: pd.Series, class_names: list[str]) -> list[float]:
+    """Each class's share of ``labels``, in the order of ``class_names`` (a class with no image
+    gets a share of one image, so its log stays finite)."""
+    counts = labels.value_counts()
+    shares = [max(int(counts.get(name, 0)), 1) for name in class_names]
+    return [count / sum(shares) for count in shares]
 
 
 def balanced_class_weight(labels: pd.Series, class_names: list[str]) -> dict[int, float]:
@@ -151,15 +214,47 @@ def balanced_class_weight(labels: pd.Series, class_names: list[str]) -> dict[int
     }
 
 
-def _callbacks(model_checkpoint, patience: int) -> list:
+class WarmupCosine(keras.callbacks.Callback):
+    """The learning rate of a phase that starts at epoch ``first_epoch`` and lasts ``epochs``:
+    a linear warm-up from ``peak / 20`` over its first epoch (fresh optimizer moments on newly
+    unfrozen weights make large first steps), then a cosine decay towards 0 over the rest. Set
+    before every batch from the epoch's number, so a resumed phase carries on where it was."""
+
+    def __init__(self, peak: float, first_epoch: int, epochs: int):
+        super().__init__()
+        self.peak, self.first_epoch, self.epochs = float(peak), int(first_epoch), int(epochs)
+        self._epoch = 0
+
+    def rate(self, progress: float) -> float:
+        """The rate ``progress`` epochs into the phase."""
+        if progress < 1:
+            return self.peak / 20 + (self.peak - self.peak / 20) * progress
+        decay = (progress - 1) / max(self.epochs - 1, 1)
+        return 0.5 * self.peak * (1 + math.cos(math.pi * min(decay, 1.0)))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch - self.first_epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        steps = self.params.get("steps") or 0
+        progress = self._epoch + (batch / steps if steps else 0.0)
+        self.model.optimizer.learning_rate.assign(self.rate(progress))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+def _callbacks(model_checkpoint, patience: int, schedule: keras.callbacks.Callback | None = None) -> list:
     # The learning rate drops after half the patience, so that a phase gets a chance at the
-    # lower rate before early stopping ends it.
+    # lower rate before early stopping ends it; a phase with its own ``schedule`` keeps to it.
+    plateau = keras.callbacks.ReduceLROnPlateau(
+        monitor="val_loss", factor=0.3, patience=max(1, patience // 2), min_lr=1e-6
+    )
     return [
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.3, patience=max(1, patience // 2), min_lr=1e-6
-        ),
+        schedule or plateau,
         model_checkpoint,
     ]
 
@@ -407,6 +502,9 @@ class Run:
         )
         backup = self.work_dir / f"backup-{index}"
         _usable_backup(backup)
+        schedule = None
+        if phase.unfreeze_blocks and self.recipe.finetune_schedule == "cosine":
+            schedule = WarmupCosine(phase.learning_rate, self.epoch, phase.epochs)
         self.model.fit(
             train_ds,
             validation_data=weighted_validation(val_ds, self.class_weight),
@@ -414,7 +512,7 @@ class Run:
             epochs=self.epoch + phase.epochs,
             shuffle=False,  # tf.data shuffles
             callbacks=[
-                *_callbacks(checkpoint, self.recipe.patience),
+                *_callbacks(checkpoint, self.recipe.patience, schedule),
                 # Two alternating backups: a kill while one is written leaves the other.
                 keras.callbacks.BackupAndRestore(backup, double_checkpoint=True),
                 *extra,
