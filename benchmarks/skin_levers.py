@@ -251,6 +251,8 @@ def save(rows: list[dict], path: Path = RESULTS) -> None:
 
 def write_table(path: Path = TABLE, results: Path = RESULTS) -> Path:
     table = pd.read_csv(results)
+    order = {"frozen features, logistic regression": 0, "head only, 2 epochs on the frozen backbone": 1}
+    table = table.sort_values("kind", key=lambda kinds: kinds.map(order).fillna(2), kind="stable")
     lines = [
         "| how | lever | decision rule | val balanced accuracy | val macro-F1 | val accuracy | seconds |",
         "|---|---|---|---|---|---|---|",
