@@ -70,6 +70,7 @@ GPU_CELLS = (
     "transfer.compare",
     "plot_overlays",
     "classifier_curve",
+    "seed_models(",  # the seed study: the recipe trained again per extra seed (gpu_seconds)
 )
 DECODE_CELLS = ("perceptual_hashes", "file_properties")
 # What medclass.prerequisites.split_for redoes of a data chapter: load, hash, group, split.
@@ -170,13 +171,15 @@ def gpu_seconds(chapter: str, p: dict, data_dir: Path) -> float:
         epochs = p["epochs_frozen"] + p["epochs_finetune"]
         half = epochs // 2
         return decode + 2 * epochs * frozen + 2 * (half * frozen + (epochs - half) * tuned) + epochs * tuned
+    seeds = len(p.get("extra_seeds") or [])  # the seed study trains the recipe once more per seed
     if chapter.endswith("_training"):
-        return decode + p["epochs_frozen"] * frozen + p["epochs_finetune"] * tuned
+        return decode + (1 + seeds) * (p["epochs_frozen"] * frozen + p["epochs_finetune"] * tuned)
     # evaluation: validation with and without flips, the test split and the external set
     # (brain: Br35H's tumours; skin: PH2), each decoded once and then cached; the skin chapter
     # also predicts the cached test images under every colour shift of its robustness curve
     decoded = sizes["val"] + sizes["test"] + sizes["external_test"]
     passes = 2 * sizes["val"] + (1 + bool(p["tta"])) * (sizes["test"] + sizes["external_test"])
+    passes += seeds * (1 + bool(p["tta"])) * sizes["test"]  # each seed's model on the test split
     if chapter == "skin_03_evaluation":  # every test melanoma, at most 100 of each other class
         curve = sum(
             0.15 * image_count(p["dataset"], data_dir, label)

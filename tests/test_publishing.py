@@ -8,6 +8,7 @@ import os
 import re
 
 import nbformat
+import pandas as pd
 import pytest
 import yaml
 
@@ -376,3 +377,21 @@ def test_the_readme_quotes_the_published_run_as_it_is():
     numbers = re.findall(r"\d\.\d{3}", quoted)
     assert len(numbers) >= 6, "the README states the published run's headline numbers"
     assert [number for number in numbers if number not in generated] == []
+
+
+def test_the_skin_levers_table_is_what_its_benchmark_measured(tmp_path):
+    """The appendix's lever table is written from benchmarks/results/skin_levers.csv, never typed;
+    the frozen-feature probes come first, and a run without a time shows a dash."""
+    from benchmarks import skin_levers
+
+    written = skin_levers.write_table(tmp_path / "skin_levers.md")
+    assert written.read_text() == (ROOT / "book" / "generated" / "skin_levers.md").read_text(), (
+        "run `python benchmarks/skin_levers.py table`"
+    )
+    rows = [line.split(" | ") for line in written.read_text().splitlines()[2:]]
+    kinds = [row[0].lstrip("| ") for row in rows]
+    assert kinds[0] == "frozen features, logistic regression"
+    assert kinds.index("head only, 2 epochs on the frozen backbone") > max(
+        i for i, kind in enumerate(kinds) if kind.startswith("frozen")
+    )
+    assert len(rows) == len(pd.read_csv(skin_levers.RESULTS))

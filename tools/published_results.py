@@ -341,6 +341,11 @@ SKIN_EXTRAS = (  # the skin evaluation's further tables, in the order the chapte
         "on validation), intervals over lesions:",
     ),
     (
+        "skin_reference_comparison",
+        "Against the reference (its numbers as reported, for an image-level split; ours on the "
+        "lesion-grouped test split, with both rules):",
+    ),
+    (
         "skin_seed_study",
         "The seed study: the recipe trained with other seeds on the same split, each model's test "
         "split at its most probable class, and the ensemble of their mean probabilities:",
