@@ -56,7 +56,9 @@ def test_the_app_in_chromium_predicts_an_uploaded_image(page, saved_model, synth
     with serving.served_app(saved_model, tmp_path / "streamlit.log") as url:
         page.goto(url)
         page.get_by_text("not a medical device").first.wait_for(timeout=120_000)
-        page.locator('input[type="file"]').set_input_files(str(scan))
+        # The uploader renders after the notice; under load that took more than Playwright's
+        # default 30 s once, so it gets the same allowance as the rest of the page.
+        page.locator('input[type="file"]').set_input_files(str(scan), timeout=120_000)
         metric = page.locator('[data-testid="stMetricValue"]')
         metric.wait_for(timeout=120_000)
         assert metric.inner_text().strip() == predicted

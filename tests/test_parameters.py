@@ -56,6 +56,8 @@ def test_every_mistake_is_named_at_once_and_other_names_are_ignored():
     assert "imbalance=" in str(error.value) and "batch_size=" in str(error.value)
     with pytest.raises(parameters.ParameterError, match="nothing to train"):
         parameters.check({"epochs_frozen": 0, "epochs_finetune": 0})
+    with pytest.raises(parameters.ParameterError, match="for a softmax over three or more"):
+        parameters.check({"dataset": "brain_mri", "imbalance": "logit_adjusted"})
     with pytest.raises(parameters.ParameterError, match="repeats seed=42"):
         parameters.check({"seed": 42, "extra_seeds": [43, 42]})
 

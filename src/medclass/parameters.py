@@ -185,6 +185,11 @@ def check(namespace: dict) -> None:
             expected = check_value(namespace[name])
             if expected:
                 problems.append(f"{name}={namespace[name]!r}: expected {expected}")
+    if namespace.get("dataset") == "brain_mri" and namespace.get("imbalance") == "logit_adjusted":
+        problems.append(
+            "imbalance='logit_adjusted' with dataset='brain_mri': logit adjustment is for a softmax over "
+            "three or more classes; use 'class_weight'"
+        )
     extra_seeds = namespace.get("extra_seeds")
     if isinstance(extra_seeds, list) and namespace.get("seed") in extra_seeds:
         problems.append(f"extra_seeds={namespace['extra_seeds']!r} repeats seed={namespace['seed']!r}")

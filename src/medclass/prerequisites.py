@@ -102,9 +102,10 @@ def model_for(dataset: str, run_dir, settings: dict):
 def seed_models(dataset: str, run_dir, settings: dict, seeds) -> dict[int, tuple]:
     """The recipe's models trained again with each of ``seeds``, for the seed study: seed N's
     model lives in ``run_dir / "seeds" / "seed_N"``, trained on the split of ``run_dir`` (its
-    manifest and sidecar are copied there). A seed with no model there, or with one trained on another
-    split, is trained as the training chapter trains it (the old model stays until the new one
-    is saved). Returns ``{seed: (model, model.json)}``."""
+    manifest and sidecar are copied there). A seed with no model there, with one trained on
+    another split, or with one older than ``run_dir``'s own model (trained for an earlier run,
+    whose recipe ``model.json`` does not record) is trained as the training chapter trains it;
+    the old model stays until the new one is saved. Returns ``{seed: (model, model.json)}``."""
     from medclass.runtime import seed_everything
 
     manifest = Path(run_dir) / "manifest.csv"
@@ -117,8 +118,10 @@ def seed_models(dataset: str, run_dir, settings: dict, seeds) -> dict[int, tuple
         seed_settings = {**settings, "seed": seed}
         seed_everything(seed)
         model, info = model_for(dataset, seed_dir, seed_settings)
-        if info.get("manifest_sha256") != splits.manifest_hash(manifest):
-            print(f"The model of seed {seed} was trained on another split: training it again.")
+        older = (seed_dir / "model.keras").stat().st_mtime < (Path(run_dir) / "model.keras").stat().st_mtime
+        if info.get("manifest_sha256") != splits.manifest_hash(manifest) or older:
+            why = "on another split" if not older else "before the model of this run, maybe to another recipe"
+            print(f"The model of seed {seed} was trained {why}: training it again.")
             seed_everything(seed)
             train(dataset, seed_dir, seed_settings)
             model, info = training.load_model(seed_dir)
