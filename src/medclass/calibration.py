@@ -145,9 +145,9 @@ def fit_prior_exponent(y_true: np.ndarray, probabilities: np.ndarray, prior: np.
     best by ``score(y_true, y_pred)`` (default: macro-F1, which counts both a class's misses and
     its false alarms; the smallest of tied exponents). Choose it on validation."""
     if score is None:
-        from medclass.evaluation import f1_scores
+        from medclass.evaluation import macro_f1
 
         k = probabilities.shape[1]
-        score = lambda labels, predicted: float(np.mean(f1_scores(labels, predicted, k)[0]))  # noqa: E731
+        score = lambda labels, predicted: macro_f1(labels, predicted, k)  # noqa: E731
     results = [score(y_true, shift_to_prior(probabilities, prior, e).argmax(axis=1)) for e in PRIOR_EXPONENTS]
     return float(PRIOR_EXPONENTS[int(np.argmax(results))])

@@ -149,6 +149,11 @@ def f1_scores(y_true, y_pred, num_classes: int) -> tuple[np.ndarray, np.ndarray]
     return np.where(denominator > 0, 2 * true_positives / np.maximum(denominator, 1), 0.0), support
 
 
+def macro_f1(y_true, y_pred, num_classes: int) -> float:
+    """The unweighted mean of the per-class F1 scores: every class counts the same."""
+    return float(np.mean(f1_scores(y_true, y_pred, num_classes)[0]))
+
+
 def weighted_f1(y_true, y_pred, num_classes: int) -> float:
     f1, support = f1_scores(y_true, y_pred, num_classes)
     return float(np.average(f1, weights=support))
@@ -188,7 +193,7 @@ def headline_metrics(
         scores["average precision"] = average_precision
     else:
         k = probabilities.shape[1]
-        scores["macro-F1"] = at_threshold(lambda t, p: float(np.mean(f1_scores(t, p, k)[0])))
+        scores["macro-F1"] = at_threshold(lambda t, p: macro_f1(t, p, k))
         scores["weighted-F1"] = at_threshold(lambda t, p: weighted_f1(t, p, k))
         if len(np.unique(y_true)) == k:
             scores["ROC-AUC (macro, one-vs-rest)"] = one_vs_rest(roc_auc, k)
@@ -312,7 +317,7 @@ def seed_study(y_true, probabilities_by_seed: dict) -> pd.DataFrame:
         predicted, k = predicted_labels(probabilities), probabilities.shape[1]
         return {
             "balanced accuracy": balanced_accuracy(y_true, predicted),
-            "macro-F1": float(np.mean(f1_scores(y_true, predicted, k)[0])),
+            "macro-F1": macro_f1(y_true, predicted, k),
             "accuracy": accuracy(y_true, predicted),
             "weighted-F1": weighted_f1(y_true, predicted, k),
         }
