@@ -45,6 +45,7 @@ VOCABULARY = {
     "extra_seeds",
     "standardise",
     "br35h_in_training",
+    "lgg_in_training",
     # evaluation
     "tta",
     "target_sensitivity",

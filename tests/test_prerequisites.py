@@ -35,6 +35,7 @@ def test_a_split_made_for_a_lone_chapter_is_the_data_chapters_byte_for_byte(
         seed=settings["seed"],
         max_images=settings["max_images"],
         br35h_in_training=settings.get("br35h_in_training", True),
+        lgg_in_training=settings.get("lgg_in_training", True),
     )
     written_by_the_chapter = ROOT / settings["output_dir"] / dataset / "manifest.csv"
     assert made.read_bytes() == written_by_the_chapter.read_bytes()

@@ -31,7 +31,7 @@ BRAIN_CHAPTERS = ("brain_01_data", "brain_02_training", "brain_03_evaluation")
 CHAPTER_DATA = {  # which datasets a chapter reads; else its `dataset` parameter
     "augmentation": ("brain_mri", "ham10000"),
     "concepts_02_resnet": (),
-    **{chapter: ("brain_mri", "br35h") for chapter in BRAIN_CHAPTERS},
+    **{chapter: ("brain_mri", "br35h", "lgg") for chapter in BRAIN_CHAPTERS},
     "skin_03_evaluation": ("ham10000", "ph2"),
 }
 

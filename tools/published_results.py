@@ -170,6 +170,7 @@ SETTINGS = (  # the training chapters' settings the appendix lists, in this orde
     "batch_size",
     "standardise",
     "br35h_in_training",
+    "lgg_in_training",
     "seed",
     "extra_seeds",
 )

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from medclass import figures
+from medclass import figures, images
 
 # Two images whose 256-bit perceptual hashes differ in at most this many bits are treated as
 # copies of one another. Chosen from the data: on the Brain Tumor MRI dataset the distance from
@@ -34,7 +34,7 @@ def perceptual_hash(path: str, hash_size: int = 16) -> np.ndarray:
     """The DCT perceptual hash (imagehash.phash) of one image: ``hash_size**2`` bits, packed."""
     import imagehash
 
-    with Image.open(path) as image:
+    with images.open_image(path) as image:
         bits = imagehash.phash(image.convert("L"), hash_size=hash_size).hash.flatten()
     return np.packbits(bits)
 
@@ -123,7 +123,7 @@ def thumbnail_signatures(paths: Iterable[str], size: int = 32) -> np.ndarray:
     that the dot product of two rows is their correlation, unchanged by brightness and contrast."""
     rows = []
     for path in paths:
-        with Image.open(path) as image:
+        with images.open_image(path) as image:
             rows.append(
                 np.asarray(image.convert("L").resize((size, size), Image.BILINEAR), np.float32).ravel()
             )

@@ -99,7 +99,7 @@ def download(info) -> Path:
 def check_image(path: Path) -> str | None:
     """Return why an image file cannot be used, or None when it decodes cleanly."""
     try:
-        with Image.open(path) as image:
+        with images.open_image(path) as image:
             image.load()
             width, height = image.size
             mode, file_format = image.mode, image.format
@@ -253,7 +253,7 @@ def plot_samples(frame: pd.DataFrame, per_class: int = 6, seed: int = 0):
             axis.axis("off")
             if column >= len(picks):
                 continue
-            with Image.open(picks.iloc[column]["path"]) as image:
+            with images.open_image(picks.iloc[column]["path"]) as image:
                 axis.imshow(image.convert("RGB"))
                 axis.set_title(f"{label}\n{image.width}x{image.height} {image.mode}", fontsize=8)
     return figure

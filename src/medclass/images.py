@@ -13,6 +13,7 @@ learning" (notebooks/concepts_03_transfer.ipynb); explained in chapter "Brain MR
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -22,6 +23,41 @@ import numpy as np
 from PIL import Image, ImageOps
 
 _STDERR = threading.Lock()  # one JPEG check at a time holds file descriptor 2
+# A path that names one channel of a multi-channel file, as a greyscale image:
+# ``slice_12.tif#channel=1`` is the FLAIR channel of an LGG slice (medclass.datasets.lgg).
+CHANNEL_MARK = "#channel="
+
+
+def channel_path(path, channel: int) -> str:
+    """The path that stands for channel ``channel`` of the file at ``path``."""
+    return f"{os.fsdecode(path)}{CHANNEL_MARK}{int(channel)}"
+
+
+def split_channel(path) -> tuple[str, int | None]:
+    """``(file, channel)`` of a path from :func:`channel_path`; ``(path, None)`` for a plain path."""
+    path = os.fsdecode(path)
+    file, mark, channel = path.rpartition(CHANNEL_MARK)
+    if not mark or not channel.isdigit():
+        return path, None
+    return file, int(channel)
+
+
+@contextlib.contextmanager
+def open_image(path):
+    """Open the image at ``path`` with Pillow: the file itself, or for a path from
+    :func:`channel_path` that channel of it as a greyscale (``L``) image. Every reader of pixels
+    in medclass opens images here, so a channel path is read the same way everywhere."""
+    file, channel = split_channel(path)
+    with Image.open(file) as image:
+        if channel is None:
+            yield image
+            return
+        image.load()
+        if channel >= len(image.getbands()):
+            raise ValueError(f"{file} has {len(image.getbands())} channel(s); channel {channel} asked for.")
+        plane = image.getchannel(channel)
+        plane.format = image.format  # what the file is, for the audits of file properties
+        yield plane
 
 
 def to_rgb(image: Image.Image) -> tuple[np.ndarray, list[str]]:
@@ -60,7 +96,7 @@ def read_rgb(path) -> np.ndarray:
     ``tf.numpy_function`` passes it) as RGB ``uint8`` pixels, by :func:`to_rgb`."""
     if isinstance(path, np.ndarray):
         path = path.item()
-    with Image.open(os.fsdecode(path)) as image:
+    with open_image(path) as image:
         image.load()
         return to_rgb(image)[0]
 

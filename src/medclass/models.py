@@ -141,6 +141,20 @@ class SliceStandardisation(layers.Layer):
         return input_shape
 
     def _crop_to_foreground(self, images):
+        return self.crop_like(images, images)
+
+    def crop_like(self, images, others, interpolation: str = "bilinear"):
+        """``others`` (a batch of the same height and width, such as tumour masks) cropped and
+        scaled as this layer crops ``images``: what lines up with the model's view of them."""
+        return ops.image.affine_transform(
+            ops.cast(others, "float32"),
+            self._crop_transform(ops.cast(images, "float32")),
+            interpolation=interpolation,
+            fill_mode="constant",
+            fill_value=0,
+        )
+
+    def _crop_transform(self, images):
         shape = ops.shape(images)
         height, width = ops.cast(shape[1], "float32"), ops.cast(shape[2], "float32")
         grey = ops.mean(images, axis=-1)
@@ -167,10 +181,7 @@ class SliceStandardisation(layers.Layer):
         offset_x = centre_x - scale_x * (width - 1) / 2
         offset_y = centre_y - scale_y * (height - 1) / 2
         zeros = ops.zeros_like(scale_x)
-        transform = ops.stack([scale_x, zeros, offset_x, zeros, scale_y, offset_y, zeros, zeros], axis=1)
-        return ops.image.affine_transform(
-            images, transform, interpolation="bilinear", fill_mode="constant", fill_value=0
-        )
+        return ops.stack([scale_x, zeros, offset_x, zeros, scale_y, offset_y, zeros, zeros], axis=1)
 
     def get_config(self):
         return {

@@ -158,6 +158,7 @@ CHECKS = {
     "augmentation": _augmentation,
     "standardise": _boolean,
     "br35h_in_training": _boolean,
+    "lgg_in_training": _boolean,
     "balance_sources": _boolean,
     "epochs_frozen": _integer(0),
     "epochs_finetune": _integer(0),

@@ -24,25 +24,32 @@ SPLIT_CHAPTER = {"brain_mri": "brain_01_data", "ham10000": "skin_01_data"}
 TRAINING_CHAPTER = {"brain_mri": "brain_02_training", "ham10000": "skin_02_training"}
 
 
-def brain_frames(data_dir, synthetic: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """brain-tumor-mri, and Br35H's tumour slices that are not copies of its images, grouped
-    into one partition of duplicates (the brain data chapter's sections on copies and on Br35H)."""
+def brain_frames(data_dir, synthetic: bool) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """brain-tumor-mri, Br35H's tumour slices that are not copies of its images (grouped with
+    them into one partition of duplicates), and LGG's slices, one row per sequence, grouped by
+    patient: the brain data chapter's sections on copies, on Br35H and on LGG."""
     frame = data.load_dataset("brain_mri", data_dir, synthetic_data=synthetic)
     external = data.load_dataset("br35h", data_dir, synthetic_data=synthetic)
     hashes = audit.perceptual_hashes(frame["path"])
     external_hashes = audit.perceptual_hashes(external["path"])
     frame, new_images, _ = audit.without_copies(frame, hashes, external, external_hashes)
-    return frame, new_images[new_images["label"] == "Tumor"]
+    lgg = data.load_dataset("lgg", data_dir, synthetic_data=synthetic)
+    return frame, new_images[new_images["label"] == "Tumor"], lgg
 
 
-def brain_split(frame, new_tumours, *, seed: int, max_images, br35h_in_training: bool) -> pd.DataFrame:
-    """brain-tumor-mri 80/10/10 by duplicate group, and Br35H's new tumours held out (half of
-    them in training when ``br35h_in_training``): the brain data chapter's last step."""
+def brain_split(
+    frame, new_tumours, lgg, *, seed: int, max_images, br35h_in_training: bool, lgg_in_training: bool
+) -> pd.DataFrame:
+    """brain-tumor-mri 80/10/10 by duplicate group; Br35H's new tumours and LGG's patients held
+    out, a quarter each for ``external_val`` and ``external_test`` (the other half in training
+    when ``br35h_in_training``, ``lgg_in_training``): the brain data chapter's last step."""
     frame = splits.cap_images(frame, max_images, seed)
     new_tumours = splits.cap_images(new_tumours, max_images and max(10, max_images // 5), seed)
+    lgg = splits.cap_groups(lgg, max_images and max(8, max_images // 20), seed)
     internal = splits.split_frame(frame, val_fraction=0.1, test_fraction=0.1, seed=seed)
     held_out = splits.split_external(new_tumours, in_training=br35h_in_training, seed=seed)
-    joined = splits.join_frames(internal, held_out)
+    patients = splits.split_external(lgg, in_training=lgg_in_training, seed=seed)
+    joined = splits.join_frames(internal, held_out, patients)
     splits.check_split(joined)
     return joined
 
@@ -63,16 +70,27 @@ def skin_split(frame, *, seed: int, max_images) -> pd.DataFrame:
 
 
 def split_for(
-    dataset: str, run_dir, *, data_dir, synthetic, seed, max_images, br35h_in_training=True
+    dataset: str,
+    run_dir,
+    *,
+    data_dir,
+    synthetic,
+    seed,
+    max_images,
+    br35h_in_training=True,
+    lgg_in_training=True,
 ) -> Path:
     """The manifest in ``run_dir``; when there is none, the data chapter's split made and written."""
     manifest = Path(run_dir) / "manifest.csv"
     if manifest.exists():
         return manifest
     if dataset == "brain_mri":
-        frame, new_tumours = brain_frames(data_dir, synthetic)
         frame = brain_split(
-            frame, new_tumours, seed=seed, max_images=max_images, br35h_in_training=br35h_in_training
+            *brain_frames(data_dir, synthetic),
+            seed=seed,
+            max_images=max_images,
+            br35h_in_training=br35h_in_training,
+            lgg_in_training=lgg_in_training,
         )
     elif dataset == "ham10000":
         frame = skin_split(skin_frame(data_dir, synthetic), seed=seed, max_images=max_images)
@@ -185,7 +203,11 @@ def train(dataset: str, run_dir: Path, settings: dict) -> training.TrainingResul
         else ("synthetic phantoms" if brain else "synthetic images"),
         "augmentation": settings["augmentation"],
         **(
-            {"standardise": settings["standardise"], "br35h_in_training": settings["br35h_in_training"]}
+            {
+                "standardise": settings["standardise"],
+                "br35h_in_training": settings["br35h_in_training"],
+                "lgg_in_training": settings.get("lgg_in_training", False),
+            }
             if brain
             else {}
         ),

@@ -133,6 +133,16 @@ def check_evaluation(evaluation: dict, class_names: list[str], where: str | Path
                 f"{where}: operating_threshold {evaluation['operating_threshold']} must lie above 0 "
                 f"and at most 1. {rerun}"
             )
+    chosen = evaluation.get("explanation")
+    if chosen is not None and (
+        not isinstance(chosen, dict)
+        or chosen.get("method") not in ("gradcam", "gradcam++")
+        or not isinstance(chosen.get("layer"), str)
+    ):
+        raise RecordError(
+            f"{where}: explanation must name a layer and a method ('gradcam' or 'gradcam++'), not "
+            f"{chosen!r}. {rerun}"
+        )
     if not isinstance(evaluation.get("tta", False), bool):
         raise RecordError(f"{where}: tta must be true or false, not {evaluation['tta']!r}. {rerun}")
     return evaluation

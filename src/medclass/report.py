@@ -12,6 +12,11 @@ to them: Kaggle's four brain folders, Br35H's yes/no, PH2's three):
 It writes ``metrics.csv``, ``report.csv``, ``predictions.csv``, ``skipped.csv``,
 ``confusion_matrix.png``, ``roc.png`` and ``model_card.md`` to ``--out``. Folders of other names
 are read as a class with ``--map FOLDER=CLASS`` (``--map lesions_benign=nv``).
+
+Pointed at the LGG set (``kaggle_3m/`` patient folders with tumour masks, as Kaggle's
+mateuszbuda/lgg-mri-segmentation unpacks), it reads each slice's three sequences as greyscale
+images, resamples patients for the intervals, and adds the evaluation with source and sequence
+held fixed (:mod:`medclass.within_source`): ``within_source.csv`` and ``tumour_size.csv``.
 """
 
 from __future__ import annotations
@@ -230,14 +235,15 @@ def evaluate_folder(
     threshold = 0.5
     if len(class_names) == 2 and recorded.get("operating_class") == class_names[1]:
         threshold = recorded["operating_threshold"]
-    frame = load_folder(data_dir, class_names, mapping)
+    frame = read_external(data_dir, class_names, mapping)
+    groups = frame["group"].to_numpy() if "patient" in frame else None
     dataset = pipeline.make_dataset(frame, class_names, info["image_size"], batch_size)
     y_true, probabilities = evaluation.predict_probabilities(model, dataset, tta=recorded.get("tta", False))
     probabilities = calibration.apply_temperature(probabilities, recorded.get("temperature", 1.0))
     predicted = evaluation.predicted_labels(probabilities, threshold)
     present = sorted(set(y_true.tolist()))
     if len(present) > 1:
-        table = evaluation.headline_metrics(y_true, probabilities, threshold, seed=seed)
+        table = evaluation.headline_metrics(y_true, probabilities, threshold, seed=seed, groups=groups)
     else:  # accuracy is then one class's recall; ROC-AUC and the other class's rate do not exist
         only = class_names[present[0]]
         value, low, high = evaluation.bootstrap_interval(
@@ -245,6 +251,7 @@ def evaluate_folder(
             y_true,
             probabilities,
             seed=seed,
+            groups=groups,
         )
         table = pd.DataFrame(
             {"value": [value], "ci_low": [low], "ci_high": [high]},
@@ -260,15 +267,59 @@ def evaluate_folder(
     )
     if len(present) > 1:
         evaluation.plot_roc(y_true, probabilities, class_names=class_names).savefig(out / "roc.png")
+    sections = external_sections(frame, data_dir, table, threshold, recorded)
+    if "sequence" in frame:
+        sections |= within_source_report(frame, probabilities, threshold, out, seed)
     card_info = {**info, "threshold": threshold if len(class_names) == 2 else "the most probable class"}
     (out / "model_card.md").write_text(
-        model_card(
-            card_info,
-            external_sections(frame, data_dir, table, threshold, recorded),
-            f"{info.get('backbone')} on external data",
-        )
+        model_card(card_info, sections, f"{info.get('backbone')} on external data")
     )
     return table
+
+
+def read_external(data_dir, class_names, mapping) -> pd.DataFrame:
+    """The LGG set by its own loader (one row per slice and sequence, patients as groups), any
+    other folder by :func:`load_folder`."""
+    from medclass.datasets import lgg
+
+    if lgg.holds_lgg(Path(data_dir)):
+        if list(class_names) != list(lgg.DATASET.class_names):
+            raise ValueError(
+                f"{data_dir} holds the LGG set (Healthy and Tumor slices); the model's classes are "
+                f"{class_names}."
+            )
+        frame = lgg.load(Path(data_dir))
+        frame.attrs["ignored_folders"], frame.attrs["empty_classes"] = [], []
+        return frame
+    return load_folder(data_dir, class_names, mapping)
+
+
+def within_source_report(frame, probabilities, threshold, out: Path, seed: int) -> dict[str, str]:
+    """The evaluation with source and sequence held fixed, written to ``within_source.csv`` and
+    ``tumour_size.csv``, and its model-card section."""
+    from medclass import within_source
+
+    table = within_source.sequence_table(frame, probabilities, threshold, seed=seed)
+    sizes = within_source.size_table(frame, probabilities, threshold)
+    table.to_csv(out / "within_source.csv")
+    sizes.to_csv(out / "tumour_size.csv", index=False)
+    copies = frame.attrs.get("copied_sequences")
+    note = (
+        f"\n\n{len(copies)} (patient, sequence) pairs whose channel is the dataset's copy of FLAIR were "
+        "left out."
+        if copies is not None and len(copies)
+        else ""
+    )
+    return {
+        "Source and sequence held fixed": within_source.describe(table, sizes, threshold)
+        + "\n\n"
+        + within_source.markdown(table)
+        + "\n\n"
+        + within_source.size_markdown(sizes)
+        + "\n\nROC-AUC: 95% bootstrap over patients; sensitivity and specificity: Wilson intervals on "
+        "the patients' effective sample size. Matched slices: at least a quarter of the slice is brain, "
+        "and the slice lies where the tumours lie (10th to 90th percentile of their positions)." + note
+    }
 
 
 def external_sections(frame, data_dir, table, threshold, recorded) -> dict[str, str]:
@@ -292,8 +343,8 @@ def external_sections(frame, data_dir, table, threshold, recorded) -> dict[str, 
         f"Threshold {threshold:.4f}"
         + (" (the operating point chosen on validation)" if threshold != 0.5 else "")
         + f"; test-time flip averaging {'on' if recorded.get('tta') else 'off'}; temperature "
-        f"{recorded.get('temperature', 1.0):.3f}. Intervals: 95% bootstrap over images (this folder "
-        "carries no patient or lesion ids)."
+        f"{recorded.get('temperature', 1.0):.3f}. Intervals: 95% bootstrap over "
+        + ("patients." if "patient" in frame else "images (this folder carries no patient or lesion ids).")
     )
     return {
         "External evaluation data": "\n".join(read),

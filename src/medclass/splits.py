@@ -33,6 +33,17 @@ def cap_images(frame: pd.DataFrame, max_images: int | None, seed: int) -> pd.Dat
     return sampled.sort_values("path").reset_index(drop=True)
 
 
+def cap_groups(frame: pd.DataFrame, max_groups: int | None, seed: int) -> pd.DataFrame:
+    """Keep every row of at most ``max_groups`` groups (patients), sampled reproducibly."""
+    groups = frame["group"].drop_duplicates().sort_values()
+    if max_groups is None or max_groups >= len(groups):
+        return frame.reset_index(drop=True)
+    kept = set(groups.sample(max_groups, random_state=seed))
+    capped = frame[frame["group"].isin(kept)].reset_index(drop=True)
+    capped.attrs = frame.attrs
+    return capped
+
+
 def _take_fold(frame: pd.DataFrame, n_folds: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     rest, fold = next(splitter.split(frame, frame["label"], groups=frame["group"]))
@@ -126,6 +137,22 @@ def balance_source(
     whole, remainder = divmod(target - len(rows), len(rows))
     extra = [rows] * whole + [rows.sample(remainder, random_state=seed)]
     return join_frames(train, *extra)
+
+
+def balance_strata(train: pd.DataFrame, columns, seed: int = 42) -> pd.DataFrame:
+    """Repeat the training rows of every cell of ``columns`` (say source, sequence and label)
+    until each cell holds as many rows as the largest, so that no source or sequence, nor its
+    mix of labels, outweighs another in training. A missing value (a dataset that records no
+    sequence) is a cell of its own. Whole copies first, then a reproducible sample."""
+    keys = train[list(columns)].astype(object).fillna("not recorded").astype(str).agg(" / ".join, axis=1)
+    target = int(keys.value_counts().max())
+    extra = []
+    for key in sorted(keys.unique()):
+        rows = train[keys == key].copy()
+        rows.attrs = {}
+        whole, remainder = divmod(target - len(rows), len(rows))
+        extra += [rows] * whole + ([rows.sample(remainder, random_state=seed)] if remainder else [])
+    return join_frames(train, *extra) if extra else train
 
 
 def join_frames(*frames: pd.DataFrame) -> pd.DataFrame:

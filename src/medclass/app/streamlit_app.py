@@ -173,13 +173,9 @@ def main() -> None:
         st.subheader("Image")
         st.image(pixels, caption=f"{upload.name}, {pixels.shape[1]}x{pixels.shape[0]} px")
     with middle:
-        st.subheader("Grad-CAM++")
+        st.subheader("Saliency map")
         overlay = serving.explain(bundle, pixels, predicted)
-        st.image(
-            overlay,
-            caption=f"Where the evidence for {predicted} lies (red: most), at a stride-16 layer: "
-            "a coarse guide that missed the lesion in about one tumour phantom in eight",
-        )
+        st.image(overlay, caption=serving.explanation_caption(bundle, predicted))
     with right:
         st.subheader("Prediction")
         st.metric(

@@ -4,7 +4,7 @@ Chapters reach it through :func:`medclass.data.load_dataset` and
 :func:`medclass.data.dataset_info`, from chapter "Convolutional networks"
 (notebooks/concepts_01_cnn.ipynb) on.
 
-Each module (``brain_mri``, ``br35h``, ``ham10000``, ``ph2``) holds one :class:`Dataset`: where
+Each module (``brain_mri``, ``br35h``, ``lgg``, ``ham10000``, ``ph2``) holds one :class:`Dataset`: where
 it comes from and how to cite it, its classes, which of them count towards a risk score, what
 each class means for the app, how its folder names map to classes, how to read it into a frame
 and how to write a synthetic copy of it. Loading, the app, the report and the book's provenance
@@ -50,9 +50,9 @@ class Dataset:
 
 
 def _modules():
-    from medclass.datasets import br35h, brain_mri, ham10000, ph2
+    from medclass.datasets import br35h, brain_mri, ham10000, lgg, ph2
 
-    return (brain_mri, br35h, ham10000, ph2)
+    return (brain_mri, br35h, lgg, ham10000, ph2)
 
 
 def registry() -> dict[str, Dataset]:
