@@ -61,6 +61,8 @@ DECODE_PER_S = 386.0  # benchmarks/input_pipeline.py, 2 cores, epoch 1: every fi
 AUGMENT_PER_S = 856.0  # the same, later epochs: augmentation of the cached images
 SETUP_S = 300.0  # assumed: the install cell and kagglehub's download
 HAM_PIXEL_RATIO = (600 * 450) / (200 * 150)  # Kaggle's HAM10000 files against the copies measured
+LGG_PATIENTS = 110  # Kaggle's LGG set (../shared/data holds 90 of them; the counts there scale)
+SALIENCY_PASSES = 4 * 3  # four layer and method pairs, a forward and backward pass each
 
 GPU_CELLS = (
     "train_two_phase",
@@ -71,6 +73,8 @@ GPU_CELLS = (
     "plot_overlays",
     "classifier_curve",
     "seed_models(",  # the seed study: the recipe trained again per extra seed (gpu_seconds)
+    "localisation_table(",  # saliency maps on LGG's tumour slices (gpu_seconds)
+    "localisation.misses(",
 )
 DECODE_CELLS = ("perceptual_hashes", "file_properties")
 # What medclass.prerequisites.split_for redoes of a data chapter: load, hash, group, split.
@@ -97,8 +101,12 @@ def image_count(dataset: str, data_dir: Path, label: str | None = None) -> int:
     return int(len(frame) if label is None else (frame["label"] == label).sum())
 
 
-def split_sizes(dataset: str, data_dir: Path, max_images: int | None) -> dict[str, float]:
-    """Images per split as the data chapters make them, from the real datasets' counts."""
+def split_sizes(
+    dataset: str, data_dir: Path, max_images: int | None, lgg_in_training: bool = False
+) -> dict[str, float]:
+    """Images per split as the data chapters make them, from the real datasets' counts; for the
+    brain, ``saliency``: the LGG held-out tumour slices whose saliency maps the evaluation
+    chapter measures."""
     n = image_count(dataset, data_dir)
     n = min(n, max_images) if max_images else n
     if dataset == "ham10000":  # the external set is PH2, read whole
@@ -110,11 +118,20 @@ def split_sizes(dataset: str, data_dir: Path, max_images: int | None) -> dict[st
         }
     tumours = image_count("br35h", data_dir, "Tumor")
     tumours = min(tumours, max(10, max_images // 5)) if max_images else tumours
+    # LGG: one image per slice and sequence; a quarter of the patients held out as external_test,
+    # half in training (a tenth of that half in val) with lgg_in_training. A Colab user downloads
+    # all of Kaggle's patients, so the counts here are scaled up to them.
+    slices = data.load_dataset("lgg", data_dir)
+    patients = min(LGG_PATIENTS, max(8, max_images // 20)) if max_images else LGG_PATIENTS
+    share = patients / slices["patient"].nunique()
+    lgg, lgg_tumours = share * len(slices), share * float((slices["label"] == "Tumor").sum())
+    trained = 0.5 * lgg if lgg_in_training else 0.0
     return {
-        "train": 0.8 * n + 0.45 * tumours,
-        "val": 0.1 * n + 0.05 * tumours,
+        "train": 0.8 * n + 0.45 * tumours + 0.9 * trained,
+        "val": 0.1 * n + 0.05 * tumours + 0.1 * trained,
         "test": 0.1 * n,
-        "external_test": 0.5 * tumours,
+        "external_test": 0.5 * tumours + 0.25 * lgg,
+        "saliency": 0.25 * lgg_tumours,
     }
 
 
@@ -162,7 +179,7 @@ def gpu_seconds(chapter: str, p: dict, data_dir: Path) -> float:
         )
     if "epochs_frozen" not in p:
         return 0.0
-    sizes = split_sizes(p["dataset"], data_dir, p.get("max_images"))
+    sizes = split_sizes(p["dataset"], data_dir, p.get("max_images"), bool(p.get("lgg_in_training")))
     backbone, size = p["backbone"], p["image_size"]
     decode = (sizes["train"] + sizes["val"]) / DECODE_PER_S
     frozen = epoch_seconds(backbone, size, sizes["train"], sizes["val"], trains_backbone=False)
@@ -189,6 +206,9 @@ def gpu_seconds(chapter: str, p: dict, data_dir: Path) -> float:
         )
         decoded += curve
         passes += (1 + sum(len(amounts) for _, amounts in colour.SHIFTS.values())) * curve
+    # the saliency maps on LGG's held-out tumour slices: four layer and method pairs, each a
+    # forward and a backward pass (about three forward passes' work), and the misses' gallery
+    passes += SALIENCY_PASSES * sizes.get("saliency", 0.0)
     return decoded / DECODE_PER_S + passes / t4_images_per_s(backbone, size, forward_only=True)
 
 

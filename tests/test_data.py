@@ -176,7 +176,9 @@ def test_failed_download_says_how_to_fix(monkeypatch, dataset, slug):
 
     monkeypatch.setattr(kagglehub, "dataset_download", offline)
     monkeypatch.delenv(data.DATA_DIR_VARIABLE, raising=False)
-    with pytest.raises(RuntimeError, match=f"{slug}.*KAGGLE_USERNAME and KAGGLE_KEY as secrets.*data_dir"):
+    with pytest.raises(
+        RuntimeError, match=f"{slug}.*secret KAGGLE_API_TOKEN.*~/.kaggle/access_token.*data_dir"
+    ):
         data.load_dataset(dataset, None)
 
 

@@ -103,6 +103,7 @@ def test_strata_are_repeated_to_the_largest_cell():
             "label": ["Tumor"] * 5 + ["Healthy"] + ["Tumor", "Healthy", "Healthy", "Healthy"],
         }
     )
+    train.attrs["skipped"] = pd.DataFrame({"path": ["x"], "reason": ["y"]})  # as a loaded frame has
     balanced = splits.balance_strata(train, ["source", "sequence", "label"])
     counts = balanced.groupby(["source", balanced["sequence"].astype(str), "label"]).size()
     assert set(counts) == {5}
@@ -206,3 +207,36 @@ def test_the_staged_lgg_set_reads_as_its_readme_says():
     copies = frame.attrs["copied_sequences"]
     assert copies["patient"].nunique() == 8 and (copies["sequence"] == "T1 post-contrast").sum() == 8
     assert frame.attrs["skipped"].empty
+
+
+def rule_rows(**rows):
+    columns = ["variant", *shortcuts.LGG_VAL, shortcuts.EXTERNAL_VAL, shortcuts.SHARED_VAL_AUC]
+    return pd.DataFrame([[name, *values] for name, values in rows.items()], columns=columns)
+
+
+def test_the_rule_picks_the_variant_that_ranks_lgg_best_among_those_that_keep_the_floors():
+    nan = float("nan")
+    results = rule_rows(
+        before_lgg=(nan, nan, 0.95, 0.995),
+        lgg=(0.88, 0.85, 0.93, 0.992),
+        lgg_better_but_internal_low=(0.95, 0.95, 0.95, 0.95),
+        lgg_worse=(0.90, 0.80, 0.95, 0.995),
+    )
+    assert shortcuts.chosen_recipe(results) == "lgg"
+    seeds = rule_rows(lgg=(0.70, 0.70, 0.93, 0.992), lgg_worse=(0.90, 0.80, 0.95, 0.995))
+    assert shortcuts.chosen_recipe(results, seeds) == "lgg_worse"  # means over training runs
+
+
+def test_with_no_variant_on_both_floors_the_internal_floor_goes_first():
+    results = rule_rows(
+        chance_on_lgg=(0.52, 0.50, 0.885, 0.991),
+        finds_tumours=(0.84, 0.83, 0.913, 0.987),
+        misses_br35h=(0.90, 0.90, 0.80, 0.999),
+    )
+    assert shortcuts.chosen_recipe(results) == "finds_tumours"
+
+
+def test_without_lgg_columns_the_rule_is_the_br35h_one():
+    nan = float("nan")
+    results = rule_rows(a=(nan, nan, 0.90, 0.995), b=(nan, nan, 0.95, 0.991), c=(nan, nan, 0.99, 0.98))
+    assert shortcuts.chosen_recipe(results) == "b"

@@ -32,7 +32,7 @@ def test_provenance_records_profile_settings_data_machine_and_time():
     record = book.provenance("cpu", source, {"backbone": "mobilenet_v2", "alpha": 0.35}, started, 421.4)
     assert record["parameters"]["backbone"] == "mobilenet_v2"
     assert record["parameters"]["epochs_frozen"] == book.notebook_defaults(source)["epochs_frozen"]
-    assert record["uses_model"] and record["datasets"] == ["brain_mri", "br35h"]
+    assert record["uses_model"] and record["datasets"] == ["brain_mri", "br35h", "lgg"]
     assert re.match(r"\d+ CPU cores \(.+\), \d+ GiB memory, ", record["machine"])
     note = book.provenance_markdown(record)
     assert note.startswith("```{admonition} How the results on this page were produced")
@@ -395,3 +395,22 @@ def test_the_skin_levers_table_is_what_its_benchmark_measured(tmp_path):
         i for i, kind in enumerate(kinds) if kind.startswith("frozen")
     )
     assert len(rows) == len(pd.read_csv(skin_levers.RESULTS))
+
+
+def test_the_brain_remedies_tables_are_what_their_benchmark_measured(tmp_path):
+    """The appendix's remedies and seed tables are written from the benchmark's CSVs, never
+    typed; every variant measured on LGG has its row in the LGG table."""
+    import csv
+
+    from benchmarks import brain_shortcut
+
+    results = ROOT / "benchmarks" / "results"
+    rows = list(csv.DictReader((results / "brain_shortcut.csv").open()))
+    written = brain_shortcut.write_table(rows, tmp_path / "brain_shortcut.md").read_text()
+    assert written == (ROOT / "book" / "generated" / "brain_shortcut.md").read_text(), (
+        "run `python benchmarks/brain_shortcut.py --table-only`"
+    )
+    measured = [row["variant"] for row in rows if row.get("LGG test ROC-AUC FLAIR")]
+    assert measured and all(f"| {name} | " in written.split("same patients")[1] for name in measured)
+    seeds = brain_shortcut.write_seed_table(results, tmp_path / "seeds.md").read_text()
+    assert seeds == (ROOT / "book" / "generated" / "brain_shortcut_seeds.md").read_text()

@@ -332,6 +332,33 @@ def test_gradcam_overlay_is_an_image_of_the_model_input_size(model_dir, syntheti
     assert not np.array_equal(overlay, serving.model_input(bundle, pixels)[0].astype("uint8"))
 
 
+def test_the_app_shows_the_map_the_evaluation_chose_and_says_how_often_it_missed(model_dir, synthetic_dir):
+    from medclass import gradcam
+
+    bundle = serving.load_bundle(model_dir)
+    assert "one tumour phantom in eight" in serving.explanation_caption(bundle, "Tumor")
+    last = gradcam.last_conv_layer(gradcam.find_backbone(bundle.model))
+    chosen = {"layer": last, "method": "gradcam", "peak inside the mask": 0.625, "measured on": "8 slices"}
+    write_evaluation(model_dir, {"temperature": 1.0, "explanation": chosen})
+    chosen_bundle = serving.load_bundle(model_dir)
+    caption = serving.explanation_caption(chosen_bundle, "Tumor")
+    assert f"gradcam at {last}" in caption and "on 62% of the 8 slices" in caption
+    pixels, _ = serving.read_image(tumour_scan(synthetic_dir).read_bytes())
+    batch = serving.model_input(chosen_bundle, pixels)
+    expected = gradcam.gradcam(chosen_bundle.model, batch, 1, layer=last, method="gradcam")[0]
+    view = gradcam.model_view(chosen_bundle.model, batch)[0]
+    assert np.array_equal(serving.explain(chosen_bundle, pixels, "Tumor"), gradcam.overlay(view, expected))
+
+
+def test_an_explanation_without_a_method_is_refused():
+    from medclass import records
+
+    with pytest.raises(records.RecordError, match="explanation must name a layer and a method"):
+        records.check_evaluation(
+            {"temperature": 1.0, "explanation": {"layer": "x", "method": "saliency"}}, ["a", "b"]
+        )
+
+
 # The risk colour ------------------------------------------------------------------------------
 
 

@@ -131,6 +131,8 @@ def headline(chapter: str, results: dict[str, pd.DataFrame], evaluation: dict) -
         if "brain_external" in results:
             external = results["brain_external"].iloc[0]
             text += f"; **external (Br35H held-out tumours): sensitivity {with_interval(external)}**"
+        if "brain_lgg" in results:
+            text += "; **" + lgg_line(results["brain_lgg"]) + "**"
         return text
     if chapter == "skin_03_evaluation" and "skin_test" in results:
         text = metrics_line(
@@ -152,6 +154,22 @@ def headline(chapter: str, results: dict[str, pd.DataFrame], evaluation: dict) -
             )
         return text
     return ""
+
+
+def lgg_line(table: pd.DataFrame) -> str:
+    """The brain model on LGG's held-out patients, where source and sequence are fixed."""
+    from medclass import within_source
+
+    rows = {name[1]: row for name, row in table.iterrows() if name[0] == "all slices"}
+    sequences = [name for name in rows if name != "all sequences"]
+    pooled = rows["all sequences"]
+    return (
+        "LGG held-out patients (source and sequence fixed): ROC-AUC "
+        + ", ".join(f"{name} {within_source.interval(rows[name], 'ROC-AUC')}" for name in sequences)
+        + "; at the operating point, all sequences, specificity "
+        + within_source.interval(pooled, "specificity")
+        + f", sensitivity {within_source.interval(pooled, 'sensitivity')}"
+    )
 
 
 SETTINGS = (  # the training chapters' settings the appendix lists, in this order
@@ -235,6 +253,26 @@ def evaluation_sections(results: dict, evaluations: dict) -> list[str]:
                 "External tumours (Br35H slices held out from training and selection):",
                 "",
                 markdown_table(results[f"{name}_external"], "rule"),
+                "",
+            ]
+        if f"{name}_lgg" in results:
+            from medclass import within_source
+
+            lines += [
+                "LGG's held-out patients, slices with and without tumour from the same patients, "
+                "scanners and sequences (ROC-AUC: bootstrap over patients; rates: Wilson intervals on "
+                "the patients' effective sample size):",
+                "",
+                within_source.markdown(results[f"{name}_lgg"]),
+                "",
+            ]
+        if f"{name}_localisation" in results:
+            lines += [
+                "Where the saliency maps fall on LGG's held-out tumour slices (the peak inside the "
+                "tumour mask; the share of the map's energy inside it, beside the mask's share of the "
+                "slice):",
+                "",
+                markdown_table(results[f"{name}_localisation"].set_index(["layer", "method"])),
                 "",
             ]
     return lines

@@ -70,10 +70,12 @@ def resolve_data_dir(dataset: str, data_dir: str | Path | None, synthetic_data: 
 
 KAGGLE_HELP = (
     "A public dataset often downloads without an account; if Kaggle asks for one, give kagglehub "
-    "your API token (kaggle.com > Settings > API > Create New Token): in Colab, add KAGGLE_USERNAME "
-    "and KAGGLE_KEY as secrets (the key icon in the left bar) and allow this notebook to read them, "
-    "or run `import kagglehub; kagglehub.login()`; elsewhere, put kaggle.json in ~/.kaggle/ or set "
-    "both environment variables (https://github.com/Kaggle/kagglehub#authenticate)."
+    "an API token (kaggle.com > Settings > API > Generate New Token): in Colab, add it as the secret "
+    "KAGGLE_API_TOKEN (the key icon in the left bar) and allow this notebook to read it, or run "
+    "`import kagglehub; kagglehub.login()`; elsewhere, set the environment variable "
+    "KAGGLE_API_TOKEN or save the token in ~/.kaggle/access_token. A legacy key still works as "
+    "KAGGLE_USERNAME and KAGGLE_KEY, or ~/.kaggle/kaggle.json "
+    "(https://github.com/Kaggle/kagglehub#authenticate)."
 )
 
 

@@ -6,9 +6,10 @@ Whatever reads an image file turns it into the same RGB ``uint8`` pixels: the in
 which adds its size limits). A file that training saw one way is never shown to the model
 another way.
 
-Imported by no chapter: first reached through ``medclass.pipeline`` in chapter "Transfer
-learning" (notebooks/concepts_03_transfer.ipynb); explained in chapter "Brain MRI: training"
-(notebooks/brain_02_training.ipynb).
+Reached through ``medclass.pipeline`` from chapter "Transfer learning"
+(notebooks/concepts_03_transfer.ipynb) on. First used in chapter "Brain MRI: the data"
+(notebooks/brain_01_data.ipynb), to show LGG's sequences, each channel of a slice read through a
+channel path; explained in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb).
 """
 
 from __future__ import annotations

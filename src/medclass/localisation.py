@@ -5,8 +5,8 @@ a share of its energy (the sum of the map) lies inside the mask; a map spread ev
 slice would put there the mask's share of the slice, the chance level beside which the energy
 share is read. Masks are cropped and scaled as the model's standardisation crops the slice
 (:meth:`medclass.models.SliceStandardisation.crop_like`), so that they line up with the map.
-Used by the brain evaluation chapter (notebooks/brain_03_evaluation.ipynb) to choose what the
-demo app shows.
+First used in chapter "Brain MRI: evaluation" (notebooks/brain_03_evaluation.ipynb), which
+chooses with it what the demo app shows.
 """
 
 from __future__ import annotations

@@ -144,7 +144,13 @@ def balance_strata(train: pd.DataFrame, columns, seed: int = 42) -> pd.DataFrame
     until each cell holds as many rows as the largest, so that no source or sequence, nor its
     mix of labels, outweighs another in training. A missing value (a dataset that records no
     sequence) is a cell of its own. Whole copies first, then a reproducible sample."""
-    keys = train[list(columns)].astype(object).fillna("not recorded").astype(str).agg(" / ".join, axis=1)
+    # Built from plain arrays: the frame's attrs (tables of skipped files) would make pandas
+    # compare them between columns and fail.
+    values = [
+        ["not recorded" if pd.isna(value) else str(value) for value in train[column].to_numpy()]
+        for column in columns
+    ]
+    keys = pd.Series([" / ".join(parts) for parts in zip(*values, strict=True)], index=train.index)
     target = int(keys.value_counts().max())
     extra = []
     for key in sorted(keys.unique()):

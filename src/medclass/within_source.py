@@ -6,8 +6,10 @@ Per sequence: ROC-AUC, and sensitivity and specificity at the operating threshol
 slices matched for how much brain they show and where they lie in the head (tumour-free slices
 are more often near the top or bottom, with little brain: a model could score by that alone);
 and sensitivity by tumour size. Patients are the unit of resampling: a patient's slices are
-not independent. Used by the brain evaluation chapter (notebooks/brain_03_evaluation.ipynb),
-``medclass.report`` and ``benchmarks/brain_shortcut.py``.
+not independent.
+
+First used in chapter "Brain MRI: evaluation" (notebooks/brain_03_evaluation.ipynb); also
+used by ``medclass.report`` and ``benchmarks/brain_shortcut.py``.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ recognised per patient and left out (``frame.attrs["copied_sequences"]``), not c
 Columns beyond the usual: ``patient``, ``sequence``, ``slice_index``, ``slice_position`` (0 at
 the patient's first slice, 1 at the last), ``brain_area`` (share of the slice whose FLAIR is
 brighter than 20 of 255) and ``tumour_area`` (share of the slice inside the mask); the mask
-of a row is :func:`read_mask` of its path. Read by the brain evaluation chapter
-(notebooks/brain_03_evaluation.ipynb).
+of a row is :func:`read_mask` of its path.
+
+First used in chapter "Brain MRI: the data" (notebooks/brain_01_data.ipynb).
 """
 
 from __future__ import annotations
