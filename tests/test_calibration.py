@@ -79,8 +79,10 @@ def test_the_temperature_is_described_and_uninformative_scores_say_so():
     temperature = calibration.fit_temperature(y, noise)
     assert temperature == pytest.approx(calibration.TEMPERATURE_RANGE[1], rel=0.02)
     assert "edge of the search range" in calibration.describe_temperature(temperature)
-    assert "over-confident" in calibration.describe_temperature(2.0)
-    assert "under-confident" in calibration.describe_temperature(0.5)
+    assert "it softens the validation" in calibration.describe_temperature(2.0)
+    assert "it sharpens the validation" in calibration.describe_temperature(0.5)
+    # a temperature near 1 says the model was about right, not over-confident
+    assert "barely softens" in calibration.describe_temperature(1.056)
 
 
 def test_the_prior_rule_moves_answers_towards_the_frequent_classes():

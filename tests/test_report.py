@@ -188,6 +188,19 @@ def test_confident_errors_pick_the_worst_mistakes():
         evaluation.confident_errors(frame, y, scores, positive=1, threshold=0.5, kind="wrong")
 
 
+def test_copies_of_one_image_are_shown_once_among_the_errors():
+    frame = pd.DataFrame({"path": list("abcd"), "label": ["H"] * 4, "group": ["g1", "g1", "g2", "g3"]})
+    alarms = evaluation.confident_errors(
+        frame,
+        np.zeros(4, int),
+        np.array([0.9, 0.8, 0.7, 0.2]),
+        positive=1,
+        threshold=0.5,
+        kind="false positive",
+    )
+    assert alarms["path"].tolist() == ["a", "c"]
+
+
 def test_split_table_counts_images_and_groups_per_split():
     frame = pd.DataFrame(
         {

@@ -438,7 +438,8 @@ def confident_errors(
 
     ``kind="false negative"``: positives scored lowest below the threshold (missed cases);
     ``kind="false positive"``: negatives scored highest above it. ``scores`` are the
-    probabilities of ``positive`` (for a sigmoid model, the model's output itself).
+    probabilities of ``positive`` (for a sigmoid model, the model's output itself). Copies of one
+    image (rows of one ``group``) are shown once, the most confident of them.
     """
     if kind not in ("false negative", "false positive"):
         raise ValueError(f"kind={kind!r}; use 'false negative' or 'false positive'.")
@@ -449,6 +450,8 @@ def confident_errors(
         wrong = table[(table.truth != positive) & (table.score >= threshold)].sort_values(
             "score", ascending=False
         )
+    if "group" in wrong:
+        wrong = wrong.drop_duplicates("group")
     return wrong.head(n)
 
 
