@@ -399,5 +399,5 @@ def test_the_brain_data_chapter_audits_shortcuts_before_any_training(demo_book):
         / "manifest.csv"
     )
     assert set(manifest["split"]) >= {"train", "val", "test", "external_val", "external_test"}
-    assert set(manifest.loc[manifest["split"].str.startswith("external"), "source"]) == {"br35h"}
+    assert set(manifest.loc[manifest["split"].str.startswith("external"), "source"]) == {"br35h", "lgg"}
     assert (manifest.groupby("group")["split"].nunique() == 1).all()
