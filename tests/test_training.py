@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -53,7 +54,13 @@ def test_two_phases_write_model_history_and_sidecar(tiny_split, tmp_path):
     assert isinstance(model.optimizer, keras.optimizers.AdamW)
 
     loaded, info = training.load_model(tmp_path)
-    assert info == {"class_names": CLASS_NAMES, "mlflow_run_id": None, "schema": records.SCHEMA}
+    digest = records.model_digest(tmp_path / "model.keras")
+    assert info == {
+        "class_names": CLASS_NAMES,
+        "mlflow_run_id": None,
+        "model_sha256": digest,
+        "schema": records.SCHEMA,
+    }
     images = next(iter(val_ds))[0]
     np.testing.assert_allclose(loaded(images), result.model(images), atol=1e-5)
 
@@ -327,6 +334,101 @@ def test_a_backup_cut_short_by_a_kill_does_not_block_the_next_run(tiny_split, tm
     # With a predecessor the epoch before the cut-short one resumes; without, the phase restarts.
     assert counter.epochs == ([2, 3] if predecessor else [1, 2, 3])
     assert result.history["epoch"].tolist()[-1] == 4
+
+
+def cut_short_at_first_save(monkeypatch, marker="best"):
+    """Make the next ``save_weights`` of a file named with ``marker`` end like a kill mid-write:
+    a truncated file, then KeyboardInterrupt."""
+    original = keras.Model.save_weights
+
+    def save_then_die(self, path, *args, **kwargs):
+        original(self, path, *args, **kwargs)
+        if marker in str(path):
+            Path(path).write_bytes(Path(path).read_bytes()[:1000])
+            monkeypatch.setattr(keras.Model, "save_weights", original)
+            raise KeyboardInterrupt("killed while the checkpoint was written")
+
+    monkeypatch.setattr(keras.Model, "save_weights", save_then_die)
+
+
+@pytest.mark.slow
+@pytest.mark.case(
+    "32.1",
+    "a kill while the best checkpoint (work/best.weights.h5) is written",
+    "the checkpoint is written beside it and renamed when whole: the next run resumes",
+)
+def test_a_kill_while_the_best_checkpoint_is_written_does_not_block_the_next_run(
+    tiny_split, tmp_path, monkeypatch
+):
+    train_ds, val_ds = datasets(tiny_split)
+    recipe = training.Recipe(epochs_frozen=1, epochs_finetune=2, unfreeze_blocks=2, patience=10)
+    model, base = small_model()
+    with pytest.raises(KeyboardInterrupt):
+        training.train_two_phase(
+            model, base, train_ds, val_ds, tmp_path, 2, recipe, callbacks=[Interrupt(at_epoch=1)]
+        )
+    state_path = tmp_path / "work" / "state.json"
+    state = json.loads(state_path.read_text())
+    state["best_val_loss"] = None  # so that fine-tuning's first epoch certainly checkpoints
+    state_path.write_text(json.dumps(state))
+    cut_short_at_first_save(monkeypatch)
+    model, base = small_model()
+    with pytest.raises(KeyboardInterrupt, match="killed while the checkpoint"):
+        training.train_two_phase(model, base, train_ds, val_ds, tmp_path, 2, recipe)
+    model, base = small_model()
+    result = training.train_two_phase(model, base, train_ds, val_ds, tmp_path, 2, recipe)
+    assert result.resumed_phases == ["frozen"]
+    assert result.history["epoch"].tolist() == [1, 2, 3]
+
+
+@pytest.mark.slow
+@pytest.mark.case(
+    "32.1",
+    "a best checkpoint cut short by an older medclass, with phases recorded as done",
+    "said, and the run starts again from its first phase (no OSError)",
+)
+def test_a_damaged_best_checkpoint_restarts_the_run(tiny_split, tmp_path, capsys):
+    train_ds, val_ds = datasets(tiny_split)
+    recipe = training.Recipe(epochs_frozen=1, epochs_finetune=1, unfreeze_blocks=2, patience=10)
+    model, base = small_model()
+    with pytest.raises(KeyboardInterrupt):
+        training.train_two_phase(
+            model, base, train_ds, val_ds, tmp_path, 2, recipe, callbacks=[Interrupt(at_epoch=1)]
+        )
+    best = tmp_path / "work" / "best.weights.h5"
+    best.write_bytes(best.read_bytes()[:1000])
+    model, base = small_model()
+    counter = EpochCounter()
+    result = training.train_two_phase(model, base, train_ds, val_ds, tmp_path, 2, recipe, callbacks=[counter])
+    assert "cut short or damaged" in capsys.readouterr().out
+    assert counter.epochs == [0, 1] and result.resumed_phases == []
+
+
+@pytest.mark.case(
+    "32.1",
+    "a kill between the renames of model.keras and model.json (a new model beside the old sidecar)",
+    "load_model refuses the pair (the sidecar records its model's digest) and says to train again",
+)
+def test_a_sidecar_left_from_another_model_is_refused(tiny_split, tmp_path, monkeypatch):
+    train_ds, val_ds = datasets(tiny_split)
+    metadata = {"class_names": CLASS_NAMES}
+    model, base = small_model()
+    training.train_two_phase(model, base, train_ds, val_ds, tmp_path, 2, ONE_EPOCH, metadata=metadata)
+    original = Path.replace
+
+    def die_at_the_sidecar(self, target):
+        if Path(target) == tmp_path / "model.json":  # the export's last rename, not work/'s
+            raise KeyboardInterrupt("killed between the renames")
+        return original(self, target)
+
+    monkeypatch.setattr(Path, "replace", die_at_the_sidecar)
+    model, base = small_model()
+    other = training.Recipe(epochs_frozen=1, epochs_finetune=0, learning_rate=5e-4)  # another model
+    with pytest.raises(KeyboardInterrupt):
+        training.train_two_phase(model, base, train_ds, val_ds, tmp_path, 2, other, metadata=metadata)
+    monkeypatch.setattr(Path, "replace", original)
+    with pytest.raises(records.RecordError, match="another model.keras .* Run the training chapter"):
+        training.load_model(tmp_path)
 
 
 @pytest.mark.case(6, "unfreeze_blocks: 99", "refused before phase 1 trains, naming the 17 blocks there are")

@@ -4,8 +4,9 @@ One place for their fields, their version and their checks, so that a broken, ha
 stale file is refused with what to do, instead of changing what the app shows:
 
 - ``model.json`` (written by the training chapter): ``class_names`` (at least two distinct
-  names, in the order of the model's outputs), ``image_size`` (two positive integers), and
-  what the run was (backbone, weights, augmentation, ...).
+  names, in the order of the model's outputs), ``image_size`` (two positive integers), what
+  the run was (backbone, weights, augmentation, ...), and ``model_sha256``, the digest of the
+  ``model.keras`` exported with it (refused beside another model).
 - ``evaluation.json`` (written by the evaluation chapter): the ``temperature`` fitted on
   validation (a positive number), the ``operating_class`` and ``operating_threshold`` (between
   0 and 1), ``tta``, the test metrics, and ``model_sha256``: the digest of the ``model.keras``
@@ -101,7 +102,16 @@ def check_model_info(info: dict, where: str | Path = "model.json") -> dict:
 def read_model_info(model_dir: str | Path) -> dict:
     """The checked ``model.json`` of ``model_dir``."""
     path = Path(model_dir) / "model.json"
-    return check_model_info(_read(path, "Export the model again with the training chapter."), path)
+    info = check_model_info(_read(path, "Export the model again with the training chapter."), path)
+    model = path.with_name("model.keras")
+    digest = info.get("model_sha256")  # absent in sidecars written before it was recorded
+    if digest is not None and model.is_file() and digest != model_digest(model):
+        raise RecordError(
+            f"{path} was written for another model.keras than the one beside it (a training run "
+            "stopped while it exported its files?). Run the training chapter again with the same "
+            "output_dir; it writes both."
+        )
+    return info
 
 
 def check_evaluation(evaluation: dict, class_names: list[str], where: str | Path = "evaluation.json") -> dict:

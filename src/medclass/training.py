@@ -278,6 +278,45 @@ def weighted_validation(val_ds, class_weight: dict[int, float] | None):
     return val_ds.map(lambda images, labels: (images, labels, example_weights(labels, class_weight)))
 
 
+class AtomicCheckpoint(keras.callbacks.ModelCheckpoint):
+    """``ModelCheckpoint`` whose file appears whole or not at all.
+
+    Keras writes the checkpoint in place, so a kill or a full disk during the write would leave
+    a truncated best checkpoint that blocks every resume; this one writes beside it and renames
+    the finished file over it (one step on every file system the book runs on).
+    """
+
+    def __init__(self, filepath: str | Path, **kwargs):
+        self.target = Path(filepath)
+        super().__init__(self.target.with_name("partial-" + self.target.name), **kwargs)
+
+    def on_train_begin(self, logs=None):
+        Path(self.filepath).unlink(missing_ok=True)  # left by a write that was cut short
+        super().on_train_begin(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if Path(self.filepath).exists():  # written this epoch
+            Path(self.filepath).replace(self.target)
+
+
+def save_weights_atomically(model: keras.Model, path: Path) -> None:
+    """``model.save_weights(path)``, written beside ``path`` and renamed over it when whole."""
+    partial = path.with_name("partial-" + path.name)
+    model.save_weights(partial)
+    partial.replace(path)
+
+
+def _readable_weights(path: Path) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r"):
+            return True
+    except OSError:
+        return False
+
+
 def _load_weights(model: keras.Model, weights_path: Path) -> None:
     """Load a checkpoint; its optimizer state is not needed, so Keras's note about it is muted."""
     with warnings.catch_warnings():
@@ -425,6 +464,13 @@ class Run:
         self.state_path = self.work_dir / "state.json"
         fingerprint = _fingerprint(self.model, self.num_classes, self.recipe, self.metadata)
         state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        best = self.work_dir / "best.weights.h5"
+        if state.get("fingerprint") == fingerprint and best.exists() and not _readable_weights(best):
+            print(  # written by a medclass before AtomicCheckpoint, or damaged on disk
+                f"{best} is cut short or damaged; the phases it held cannot be resumed, so the run "
+                "starts again from its first phase."
+            )
+            state = {}
         if state.get("fingerprint") != fingerprint:
             shutil.rmtree(self.work_dir, ignore_errors=True)
             self.work_dir.mkdir(parents=True)
@@ -493,7 +539,7 @@ class Run:
 
     def _fit(self, phase: Phase, index: int, train_ds, val_ds, extra: list) -> None:
         compile_for(self.model, self.num_classes, phase.learning_rate, self.recipe)
-        checkpoint = keras.callbacks.ModelCheckpoint(
+        checkpoint = AtomicCheckpoint(
             self.best_weights,
             monitor="val_loss",
             save_best_only=True,
@@ -537,7 +583,7 @@ class Run:
             },
         )
         _load_weights(head, self.work_dir / "head.weights.h5")
-        self.model.save_weights(self.best_weights)
+        save_weights_atomically(self.model, self.best_weights)
 
     def _check_going(self) -> None:
         if self.finished:
@@ -572,6 +618,9 @@ class Run:
         try:
             self.model.save(work_dir / "model.keras")
             history.to_csv(work_dir / "history.csv", index=False)
+            # The digest pairs the sidecar with its model: a kill between the renames below
+            # leaves a pair that load_model refuses, never a new model named by an old sidecar.
+            metadata["model_sha256"] = records.model_digest(work_dir / "model.keras")
             records.write_json(work_dir / "model.json", metadata)
             for name in ARTIFACTS:
                 (work_dir / name).replace(run_dir / name)
@@ -654,7 +703,7 @@ def _fit_head_on_features(model, num_classes, recipe, phase, features, work_dir,
     with strategy_scope(model):
         head = _head_of(model)
     compile_for(head, num_classes, phase.learning_rate, recipe)
-    checkpoint = keras.callbacks.ModelCheckpoint(
+    checkpoint = AtomicCheckpoint(
         work_dir / "head.weights.h5", monitor="val_loss", save_best_only=True, save_weights_only=True
     )
     class_weight = fit_options["class_weight"]
