@@ -4,6 +4,7 @@ chapter accepts (issue: bad runs, bad files and bad sidecars never pass silently
 from __future__ import annotations
 
 import nbformat
+import pandas as pd
 import pytest
 
 from medclass import parameters
@@ -52,7 +53,7 @@ def test_a_mistyped_parameter_is_named_with_what_it_accepts(name, value, message
 )
 def test_every_mistake_is_named_at_once_and_other_names_are_ignored():
     with pytest.raises(parameters.ParameterError) as error:
-        parameters.check({"imbalance": "focall", "batch_size": 0, "Path": object, "frame": None})
+        parameters.check({"imbalance": "focall", "batch_size": 0, "Path": object, "frame": pd.DataFrame()})
     assert "imbalance=" in str(error.value) and "batch_size=" in str(error.value)
     with pytest.raises(parameters.ParameterError, match="nothing to train"):
         parameters.check({"epochs_frozen": 0, "epochs_finetune": 0})
@@ -68,3 +69,49 @@ def test_every_profile_gives_every_chapter_parameters_that_pass(profile):
     for path in NOTEBOOKS:
         defaults = parameters_of(nbformat.read(path, as_version=4))
         parameters.check({**defaults, **book.parameters_for(settings, path.stem)})
+
+
+@pytest.mark.case(
+    "32.3",
+    "papermill -p epoch_frozen 1, or learnig_rate: in a profile (a parameter misspelled)",
+    "refused before any work, with the parameter it resembles ('did you mean epochs_frozen?')",
+)
+def test_a_misspelled_parameter_name_stops_the_chapter():
+    import math
+
+    notebook_globals = {  # what a chapter's globals hold when it calls parameters.check
+        "In": ["", "import math"],
+        "Out": {},
+        "math": math,
+        "print_versions": print,
+        "_i1": "import math",
+        "epochs_frozen": 5,
+        "epoch_frozen": 1,  # papermill's injected cell only warns about it
+        "learnig_rate": 0.01,
+    }
+    with pytest.raises(parameters.ParameterError) as error:
+        parameters.check(notebook_globals)
+    message = str(error.value)
+    assert "epoch_frozen: not a parameter of the chapters (did you mean 'epochs_frozen'?)" in message
+    assert "did you mean 'learning_rate'" in message
+    assert "In" not in message.split(":", 1)[1].replace("Fix them in", "")
+    assert parameters.unknown_names({"In": [], "Out": {}, "math": math, "_": 1}) == []
+
+
+@pytest.mark.case(
+    "32.3",
+    "a profile with a misspelled key (epoch_frozen:, or learnig_rate: in a case's section)",
+    "make book stops at once, naming the file, the key and the key it resembles",
+)
+def test_a_misspelled_profile_key_stops_the_build(tmp_path, monkeypatch):
+    monkeypatch.setattr(book, "PROFILES_DIR", tmp_path)
+    (tmp_path / "typo.yaml").write_text("epoch_frozen: 1\nbrain:\n  learnig_rate: 0.01\n")
+    with pytest.raises(SystemExit) as error:
+        book.read_profile("typo")
+    message = str(error.value)
+    assert "typo.yaml" in message
+    assert "epoch_frozen (did you mean 'epochs_frozen'?)" in message
+    assert "brain: learnig_rate (did you mean 'learning_rate'?)" in message
+    (tmp_path / "sections.yaml").write_text("brian:\n  seed: 1\n")
+    with pytest.raises(SystemExit, match="brian: not a case study's section"):
+        book.read_profile("sections")

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 import yaml
 
-from medclass import prerequisites
+from medclass import prerequisites, splits
 from tests.conftest import ROOT
 
 PROFILES = ROOT / "notebooks" / "profiles"
@@ -41,12 +42,24 @@ def test_a_split_made_for_a_lone_chapter_is_the_data_chapters_byte_for_byte(
     assert made.read_bytes() == written_by_the_chapter.read_bytes()
 
 
+def a_made_split(folder, **settings):
+    frame = pd.DataFrame({"path": [str(folder / "data" / "a.jpg")], "label": ["Tumor"], "split": ["train"]})
+    (folder / "data").mkdir(parents=True)
+    frame.attrs.update(synthetic=True, settings=settings)
+    return splits.write_manifest(frame, folder / "run" / "manifest.csv")
+
+
+SETTINGS = {"seed": 1, "max_images": None, "br35h_in_training": True, "lgg_in_training": True}
+
+
+def split_for(folder, **changes):
+    asked = {"synthetic": True, **SETTINGS, **changes}
+    return prerequisites.split_for("brain_mri", folder, data_dir=None, **asked)
+
+
 def test_a_split_that_is_there_is_used_not_made_again(tmp_path, capsys):
-    (tmp_path / "manifest.csv").write_text("path,label,split\n")
-    made = prerequisites.split_for(
-        "brain_mri", tmp_path, data_dir=None, synthetic=True, seed=1, max_images=None, br35h_in_training=True
-    )
-    assert made == tmp_path / "manifest.csv" and capsys.readouterr().out == ""
+    manifest = a_made_split(tmp_path, **SETTINGS)
+    assert split_for(tmp_path / "run") == manifest and capsys.readouterr().out == ""
     with pytest.raises(ValueError, match="No data chapter makes a split of 'br35h'"):
         prerequisites.split_for(
             "br35h",
@@ -57,6 +70,21 @@ def test_a_split_that_is_there_is_used_not_made_again(tmp_path, capsys):
             max_images=None,
             br35h_in_training=True,
         )
+
+
+@pytest.mark.case(
+    "32.3",
+    "a chapter asking for real data and seed 7 where output_dir holds a synthetic split made with seed 1",
+    "refused, naming each setting that differs and the data chapter to run again",
+)
+def test_a_split_made_with_other_settings_is_refused(tmp_path):
+    a_made_split(tmp_path, **SETTINGS)
+    with pytest.raises(
+        ValueError, match=r"synthetic=True \(this chapter: False\), seed=1 \(this chapter: 7\)"
+    ):
+        split_for(tmp_path / "run", synthetic=False, seed=7)
+    with pytest.raises(ValueError, match="lgg_in_training=True .*Run brain_01_data"):
+        split_for(tmp_path / "run", lgg_in_training=False)
 
 
 # The Colab rehearsal (issue 15, item 4) -------------------------------------------------------

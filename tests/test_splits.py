@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -116,6 +117,108 @@ def test_moving_the_data_keeps_the_manifest_and_its_hash(tmp_path):
     splits.write_manifest(moved, path)  # the data chapter run again on the moved folder
     assert path.read_text() == written and splits.manifest_hash(path) == digest
     assert splits.read_manifest(path)["path"].tolist() == moved["path"].tolist()
+
+
+def written_manifest(tmp_path):
+    frame = with_files(splits.split_frame(toy_frame(), seed=1), tmp_path / "data")
+    return splits.write_manifest(frame, tmp_path / "run" / "manifest.csv")
+
+
+def edit_rows(path, change):
+    """Edit a manifest's CSV as a hand or a script would, and keep its sidecar in step with it,
+    so that what is refused is the rows, not the digest."""
+    frame = pd.read_csv(path)
+    change(frame)
+    frame.to_csv(path, index=False)
+    sidecar = path.with_suffix(".json")
+    record = json.loads(sidecar.read_text())
+    record["manifest_sha256"] = splits.manifest_hash(path)
+    sidecar.write_text(json.dumps(record))
+
+
+def unchanged(frame):
+    pass
+
+
+def tset(frame):
+    frame["split"] = frame["split"].replace("test", "tset")
+
+
+def copy_a_test_row_into_train(frame):
+    row = frame[frame["split"] == "test"].iloc[[0]].assign(split="train")
+    frame.loc[len(frame)] = row.iloc[0]
+
+
+def one_of_a_pair_moved(frame):
+    pair = frame["group"][frame["group"].duplicated()].iloc[0]
+    first = frame.index[frame["group"] == pair][0]
+    frame.loc[first, "split"] = "test" if frame.loc[first, "split"] != "test" else "train"
+
+
+def dot_dot_path(frame):
+    frame.loc[0, "path"] = "../../../../etc/hostname"
+
+
+def absolute_path(frame):
+    frame.loc[0, "path"] = "/etc/hostname"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (unchanged, None),
+        (tset, "unknown split.*'tset'"),
+        (copy_a_test_row_into_train, "listed more than once"),
+        (one_of_a_pair_moved, "group.* in more than one split.*leak"),
+        (dot_dot_path, "lead outside the data folder"),
+        (absolute_path, "lead outside the data folder"),
+    ],
+    ids=lambda value: getattr(value, "__name__", "")[:30],
+)
+@pytest.mark.case(
+    "32.4",
+    "a manifest edited by hand: a split spelled 'tset', a row twice, a test image moved into train, "
+    "a path to ../../../../etc/hostname or /etc/hostname",
+    "refused when read (by every chapter), naming the rows and saying to run the data chapter again",
+)
+def test_a_manifest_that_does_not_hold_together_is_refused(tmp_path, change, message):
+    path = written_manifest(tmp_path)
+    if message is None:
+        assert len(splits.read_manifest(path)) == 200
+        return
+    edit_rows(path, change)
+    with pytest.raises(splits.ManifestError, match=message) as error:
+        splits.read_manifest(path)
+    assert "data chapter" in str(error.value)
+
+
+@pytest.mark.case(
+    "32.4",
+    "a manifest whose CSV is not the one its sidecar describes (a write cut short between the two, "
+    "or an edit)",
+    "refused: the sidecar, written after the CSV, records the CSV's digest",
+)
+def test_a_manifest_and_a_sidecar_from_two_writes_are_refused(tmp_path):
+    path = written_manifest(tmp_path)
+    path.write_text(path.read_text().replace(",test", ",val", 1))
+    with pytest.raises(splits.ManifestError, match="not the manifest manifest.json describes"):
+        splits.read_manifest(path)
+
+
+@pytest.mark.case(
+    "32.4",
+    "two processes writing the same manifest at once",
+    "each writes its own temporary file and renames it: the manifest is one of theirs, whole",
+)
+def test_two_writers_of_one_manifest_leave_a_whole_one(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    frame = with_files(splits.split_frame(toy_frame(), seed=1), tmp_path / "data")
+    target = tmp_path / "run" / "manifest.csv"
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: splits.write_manifest(frame, target), range(8)))
+    assert len(splits.read_manifest(target)) == 200
+    assert sorted(path.name for path in target.parent.iterdir()) == ["manifest.csv", "manifest.json"]
 
 
 @pytest.mark.slow

@@ -116,7 +116,42 @@ def read_profile(profile: str) -> dict:
     if not path.exists():
         known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
         raise SystemExit(f"No profile {profile!r} ({path} is missing); choose one of {known}.")
-    return yaml.safe_load(path.read_text()) or {}
+    profile = yaml.safe_load(path.read_text()) or {}
+    problems = profile_problems(profile)
+    if problems:
+        raise SystemExit(
+            f"{path} has key(s) no chapter reads, so they would be dropped and the chapters would run "
+            "their defaults:\n  " + "\n  ".join(problems) + "\nCorrect or remove them."
+        )
+    return profile
+
+
+def profile_problems(profile: dict) -> list[str]:
+    """The keys of ``profile`` that no chapter declares: a shared key no chapter has, a
+    section key that no chapter of the section has, a section no chapter's name starts with."""
+    declared: dict[str, set] = {}
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        declared.setdefault(notebook.stem.split("_", 1)[0], set()).update(notebook_defaults(notebook))
+    everywhere = set().union(*declared.values())
+    problems = []
+    for key, value in profile.items():
+        if not isinstance(value, dict):
+            if key not in everywhere:
+                problems.append(_unknown_key(key, everywhere))
+        elif key not in declared:
+            problems.append(f"{key}: not a case study's section (sections: {sorted(declared)})")
+        else:
+            problems += [
+                f"{key}: {_unknown_key(name, declared[key])}" for name in value if name not in declared[key]
+            ]
+    return problems
+
+
+def _unknown_key(name: str, known: set) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return name + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
 def parameters_for(profile: dict, notebook: str) -> dict:

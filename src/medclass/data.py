@@ -19,6 +19,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
 # What medclass.images decodes for training and the app, whatever the file is named.
 DECODABLE_FORMATS = {"JPEG", "PNG", "BMP", "GIF"}
 DATA_DIR_VARIABLE = "MEDCLASS_DATA_DIR"
+SYNTHETIC_DATA_DIR = "synthetic_data"  # where synthetic=True writes its images without a data_dir
 # Smaller than this on either side, an image carries too little to classify.
 MIN_IMAGE_SIDE = 32
 
@@ -36,12 +37,15 @@ def resolve_data_dir(dataset: str, data_dir: str | Path | None, synthetic_data: 
     ``data_dir`` may be the dataset folder or a folder that holds it under its registry name
     (``brain-tumor-mri/``). ``None`` falls back to ``$MEDCLASS_DATA_DIR`` and then to a
     kagglehub download. With ``synthetic_data=True`` the embedded synthetic images are written
-    to ``data_dir/<registry folder>`` (if not already there) instead.
+    to ``data_dir/<registry folder>`` (if not already there) instead, ``data_dir`` defaulting to
+    ``synthetic_data/`` in the working folder.
     """
     info = dataset_info(dataset)
     if synthetic_data:
         if data_dir is None:
-            raise ValueError("synthetic=True needs a data_dir to write the synthetic images to.")
+            data_dir = Path(SYNTHETIC_DATA_DIR).resolve()
+            if not (data_dir / info.folder / "SYNTHETIC.txt").exists():
+                print(f"synthetic=True and no data_dir: the synthetic images go to {data_dir}.")
         root = Path(data_dir)
         if root.name != info.folder:
             root = root / info.folder  # one parent folder holds every synthetic dataset

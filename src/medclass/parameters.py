@@ -176,11 +176,36 @@ CHECKS = {
 }
 
 
+# Plain values a notebook's globals hold before ``check`` that are not parameters (IPython's).
+NOT_PARAMETERS = {"In", "Out", "exit", "quit"}
+PLAIN = (bool, int, float, str, list, dict, tuple, type(None))
+
+
+def unknown_names(namespace: dict) -> list[str]:
+    """Plain values of ``namespace`` that are no parameter: a misspelled profile key or
+    ``papermill -p epoch_frozen 1``, which papermill only warns about, so that the chapter would
+    run its defaults. Modules, functions and names starting with ``_`` are not looked at."""
+    return sorted(
+        name
+        for name, value in namespace.items()
+        if not name.startswith("_")
+        and name not in CHECKS
+        and name not in NOT_PARAMETERS
+        and isinstance(value, PLAIN)
+    )
+
+
+def _unknown(name: str) -> str:
+    close = difflib.get_close_matches(name, list(CHECKS), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"{name}: not a parameter of the chapters{hint}"
+
+
 def check(namespace: dict) -> None:
     """Raise :class:`ParameterError` naming every parameter of ``namespace`` (a notebook's
-    ``globals()``, or a dict) whose value the chapters cannot use; names that are not
-    parameters are ignored."""
-    problems = []
+    ``globals()`` right after its parameters, or a dict of settings) whose value the chapters
+    cannot use, and every plain value that is no parameter at all (:func:`unknown_names`)."""
+    problems = [_unknown(name) for name in unknown_names(namespace)]
     for name, check_value in CHECKS.items():
         if name in namespace:
             expected = check_value(namespace[name])

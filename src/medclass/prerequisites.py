@@ -51,6 +51,12 @@ def brain_split(
     patients = splits.split_external(lgg, in_training=lgg_in_training, seed=seed)
     joined = splits.join_frames(internal, held_out, patients)
     splits.check_split(joined)
+    joined.attrs["settings"] = {
+        "seed": seed,
+        "max_images": max_images,
+        "br35h_in_training": br35h_in_training,
+        "lgg_in_training": lgg_in_training,
+    }
     return joined
 
 
@@ -66,6 +72,7 @@ def skin_split(frame, *, seed: int, max_images) -> pd.DataFrame:
     frame = splits.cap_images(frame, max_images, seed)
     frame = splits.split_frame(frame, val_fraction=0.15, test_fraction=0.15, seed=seed)
     splits.check_split(frame)
+    frame.attrs["settings"] = {"seed": seed, "max_images": max_images}
     return frame
 
 
@@ -82,7 +89,11 @@ def split_for(
 ) -> Path:
     """The manifest in ``run_dir``; when there is none, the data chapter's split made and written."""
     manifest = Path(run_dir) / "manifest.csv"
+    wanted = {"synthetic": bool(synthetic), "seed": seed, "max_images": max_images}
+    if dataset == "brain_mri":
+        wanted.update(br35h_in_training=br35h_in_training, lgg_in_training=lgg_in_training)
     if manifest.exists():
+        _check_made_as_asked(manifest, dataset, wanted)
         return manifest
     if dataset == "brain_mri":
         frame = brain_split(
@@ -102,6 +113,25 @@ def split_for(
         f"({len(frame)} images, seed {seed}) and wrote {manifest}."
     )
     return manifest
+
+
+def _check_made_as_asked(manifest: Path, dataset: str, wanted: dict) -> None:
+    """Refuse a manifest in ``run_dir`` made with other settings than the chapter's: reusing it
+    would train or evaluate on another split than the parameters say."""
+    made = splits.read_manifest(manifest).attrs
+    recorded = {"synthetic": made.get("synthetic"), **(made.get("settings") or {})}
+    if made.get("settings") is None:
+        print(f"{manifest} does not record the settings it was made with (an older medclass); used as it is.")
+        return
+    differ = {key: (recorded.get(key), value) for key, value in wanted.items() if recorded.get(key) != value}
+    if differ:
+        described = ", ".join(
+            f"{key}={made!r} (this chapter: {asked!r})" for key, (made, asked) in differ.items()
+        )
+        raise ValueError(
+            f"The split in {manifest} was made with {described}. Run {SPLIT_CHAPTER[dataset]} with this "
+            "chapter's parameters to make it again, or give this chapter another output_dir."
+        )
 
 
 def model_for(dataset: str, run_dir, settings: dict):

@@ -22,6 +22,8 @@ import json
 import math
 from pathlib import Path
 
+from medclass import files
+
 SCHEMA = 1
 
 
@@ -32,18 +34,12 @@ class RecordError(ValueError):
 
 def model_digest(model_path: str | Path) -> str:
     """SHA-256 (first 16 hex digits) of a ``model.keras`` file, as the manifest's hash is taken."""
-    from medclass.splits import manifest_hash
-
-    return manifest_hash(model_path)
+    return files.file_digest(model_path)
 
 
 def write_json(path: str | Path, record: dict) -> Path:
     """Write ``record`` with the current ``schema``, atomically (a failed write keeps the old file)."""
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps({**record, "schema": SCHEMA}, indent=2))
-    partial.replace(path)
-    return path
+    return files.write_text_atomically(path, json.dumps({**record, "schema": SCHEMA}, indent=2))
 
 
 def _read(path: Path, rerun: str) -> dict:

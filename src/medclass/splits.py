@@ -6,7 +6,6 @@ of the phantoms); explained in chapter "Brain MRI: the data" (notebooks/brain_01
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -14,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
+
+from medclass import files
 
 SPLITS = ("train", "val", "test")
 # Images of a second source, kept out of training: one half chooses between recipes, the other
@@ -190,53 +191,70 @@ def check_split(frame: pd.DataFrame) -> None:
             raise ValueError(f"The {name} split has no {sorted(missing)} images.")
 
 
+KNOWN_SPLITS = (*SPLITS, *EXTERNAL_SPLITS, "unused")
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be trusted; the message names the file, the rows and the fix."""
+
+
 def write_manifest(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write the split as a CSV manifest (path, label, group, split, ...), atomically.
 
     The image paths are stored relative to the folder that holds them all (``root`` in the
     JSON sidecar, ``manifest.json``), so moving the data and running the data chapter again
     writes the same manifest, with the same hash, and an interrupted training run still resumes.
-    The sidecar also records where the data came from and whether it is synthetic, so that
-    later chapters can label their numbers.
+    The sidecar also records where the data came from, whether it is synthetic, the settings
+    the split was made with (``frame.attrs["settings"]``) and the CSV's digest; it is written
+    after the CSV, so that a write cut short between the two leaves a pair that
+    :func:`read_manifest` refuses.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     absolute = [os.path.abspath(value) for value in frame["path"]]
     root = os.path.commonpath([os.path.dirname(value) for value in absolute]) if absolute else ""
+    relative = frame.assign(path=[Path(os.path.relpath(value, root)).as_posix() for value in absolute])
+    content = relative.to_csv(index=False).encode("utf-8")
     source = {
         "root": root,
         "data_dir": frame.attrs.get("data_dir"),
         "synthetic": bool(frame.attrs.get("synthetic", False)),
         "skipped_files": int(len(frame.attrs.get("skipped", []))),
         "images": int(len(frame)),
+        "settings": frame.attrs.get("settings"),
+        "manifest_sha256": files.digest(content),
     }
-    relative = frame.assign(path=[Path(os.path.relpath(value, root)).as_posix() for value in absolute])
-    for target, text in (
-        (path.with_suffix(".json"), json.dumps(source, indent=2)),
-        (path, relative.to_csv(index=False)),
-    ):
-        temporary = target.with_suffix(target.suffix + ".tmp")
-        temporary.write_text(text)
-        temporary.replace(target)
+    files.write_bytes_atomically(path, content)
+    files.write_text_atomically(path.with_suffix(".json"), json.dumps(source, indent=2))
     return path
 
 
 def read_manifest(path: str | Path) -> pd.DataFrame:
     """Read a manifest written by :func:`write_manifest`, naming the notebook that writes it.
-    The ``path`` column comes back as full paths under the sidecar's ``root``."""
+    The ``path`` column comes back as full paths under the sidecar's ``root``. A manifest that
+    does not hold together is refused (:class:`ManifestError`): a CSV that is not the one its
+    sidecar describes, an unknown split, an image listed twice, a group in two splits, a path
+    that leaves the data folder."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
             f"No split manifest at {path}. Run the data notebook (brain_01_data) with the same "
             "output_dir first."
         )
-    frame = pd.read_csv(path)
     sidecar = path.with_suffix(".json")
-    if sidecar.exists():
-        frame.attrs.update(json.loads(sidecar.read_text()))
+    attrs = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+    recorded = attrs.get("manifest_sha256")  # absent in manifests written before it was recorded
+    if recorded is not None and recorded != manifest_hash(path):
+        raise ManifestError(
+            f"{path} is not the manifest {sidecar.name} describes (edited by hand, or a write cut "
+            f"short between the two?). {REMAKE}"
+        )
+    frame = pd.read_csv(path)
+    frame.attrs.update(attrs)
     missing = {"path", "label", "split"} - set(frame.columns)
     if missing:
-        raise ValueError(f"Manifest {path} lacks the column(s) {sorted(missing)}.")
+        raise ManifestError(f"Manifest {path} lacks the column(s) {sorted(missing)}. {REMAKE}")
+    _check_rows(frame, path)
     root = frame.attrs.get("root")
     if root is None:  # written before paths were relative: they are absolute already
         return frame
@@ -246,10 +264,49 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
             "moved, run the data notebook again with data_dir pointing at its new place: the "
             "split and its hash stay the same, so training resumes."
         )
+    _check_inside_root(frame, path)
     frame["path"] = [os.path.join(root, value) for value in frame["path"]]
     return frame
 
 
+REMAKE = "Run the data chapter (brain_01_data or skin_01_data) again to write the split afresh."
+
+
+def _check_rows(frame: pd.DataFrame, path: Path) -> None:
+    unknown = sorted(set(frame["split"].astype(str)) - set(KNOWN_SPLITS))
+    if unknown:
+        raise ManifestError(
+            f"{path}: unknown split(s) {unknown}; a split is one of {list(KNOWN_SPLITS)}. {REMAKE}"
+        )
+    twice = frame["path"][frame["path"].duplicated()]
+    if len(twice):
+        raise ManifestError(
+            f"{path}: {len(twice)} image(s) listed more than once, e.g. {twice.iloc[0]}. {REMAKE}"
+        )
+    if "group" in frame.columns:
+        sides = frame.groupby("group")["split"].unique()
+        leaking = sides[sides.map(len) > 1]
+        if len(leaking):
+            raise ManifestError(
+                f"{path}: {len(leaking)} group(s) of related images lie in more than one split (e.g. "
+                f"group {leaking.index[0]} in {sorted(leaking.iloc[0])}), which would leak test images "
+                f"into training. {REMAKE}"
+            )
+
+
+def _check_inside_root(frame: pd.DataFrame, path: Path) -> None:
+    outside = [
+        value
+        for value in frame["path"].astype(str)
+        if os.path.isabs(value) or ".." in Path(value.split("#", 1)[0]).parts
+    ]
+    if outside:
+        raise ManifestError(
+            f"{path}: {len(outside)} path(s) lead outside the data folder {frame.attrs['root']} (e.g. "
+            f"{outside[0]}); a manifest lists images under its root only. {REMAKE}"
+        )
+
+
 def manifest_hash(path: str | Path) -> str:
     """Short SHA-256 of a manifest file, to trace a result to the exact images it saw."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    return files.file_digest(path)
