@@ -49,7 +49,9 @@ def write_uploads(folder: Path, side: int) -> dict[str, Path]:
         "PNG, RGB": Image.fromarray(grey, "L").convert("RGB"),
         "PNG, 16-bit grey": Image.fromarray(((x * 7 + y * 3) % 65536).astype("uint16")),
         "JPEG, RGB": Image.fromarray(grey, "L").convert("RGB"),
+        "PNG, palette with transparency": Image.fromarray(grey, "L").convert("P"),
     }
+    images["PNG, palette with transparency"].info["transparency"] = 0
     paths = {}
     for name, image in images.items():
         paths[name] = folder / (

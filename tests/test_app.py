@@ -164,7 +164,7 @@ def test_missing_or_broken_models_are_reported_and_the_app_keeps_running(monkeyp
 
     (model_dir / "model.keras").write_bytes(b"PK\x03\x04 this zip was cut short")
     app = start(monkeypatch, model_dir)
-    assert "Keras could not load" in app.error[0].value and not app.file_uploader
+    assert "is not a whole Keras model file" in app.error[0].value and not app.file_uploader
 
     empty = tmp_path / "empty_outputs"
     empty.mkdir()

@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from medclass import pipeline, synthetic, training
+from medclass import pipeline, saved_models, synthetic
 from tests.conftest import REAL_BRAIN, ROOT
 
 MODEL = ROOT / "book" / "published" / "cpu" / "models" / "brain_mri"
@@ -48,7 +48,7 @@ def encoded(pixels: np.ndarray, mode: str, file_format: str, side: int) -> bytes
 def model_and_size():
     if not (MODEL / "model.keras").is_file():
         pytest.fail(f"No published model at {MODEL}: run make book PROFILE=cpu DATA_DIR=... and commit it.")
-    model, info = training.load_model(MODEL)
+    model, info = saved_models.load_model(MODEL)
     return model, tuple(info["image_size"])
 
 

@@ -339,12 +339,12 @@ def test_the_demo_pages_say_what_their_runs_did(demo_book):
 def test_both_case_studies_export_a_model_that_loads_safely(demo_book):
     from mlflow.tracking import MlflowClient
 
-    from medclass import tracking, training
+    from medclass import saved_models, tracking
 
     outputs = ROOT / book.parameters_for(book.read_profile("demo"), "brain")["output_dir"]
     image = np.random.default_rng(0).uniform(0, 255, (1, 90, 120, 3)).astype("float32")
     for dataset, width in (("brain_mri", 1), ("ham10000", 7)):
-        model, info = training.load_model(outputs / dataset)
+        model, info = saved_models.load_model(outputs / dataset)
         assert {"class_names", "image_size", "backbone", "threshold", "manifest_sha256"} <= set(info)
         assert model(image).shape == (1, width), "any image size in, probabilities out"
         run = MlflowClient(tracking.tracking_uri(outputs)).get_run(info["mlflow_run_id"])

@@ -48,9 +48,9 @@ def test_the_records_written_by_a_run_are_read_back(model_dir):
         ({"class_names": ["Tumor", "Healthy"]}, "another order"),
         ({"class_names": "HT"}, "two or more distinct names"),
         ({"class_names": ["Tumor", "Tumor"]}, "two or more distinct names"),
-        ({"image_size": [160]}, "two positive integers"),
-        ({"image_size": ["160", "160"]}, "two positive integers"),
-        ({"image_size": [0, 160]}, "two positive integers"),
+        ({"image_size": [160]}, "two whole numbers from 1 to 2048"),
+        ({"image_size": ["160", "160"]}, "two whole numbers from 1 to 2048"),
+        ({"image_size": [0, 160]}, "two whole numbers from 1 to 2048"),
         ({"schema": records.SCHEMA + 1}, "Update medclass"),
     ],
 )
@@ -70,12 +70,17 @@ def test_a_broken_model_json_is_refused_with_what_to_do(model_dir, changes, mess
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"temperature": -1}, "must be positive"),
-        ({"temperature": 0}, "must be positive"),
+        ({"temperature": -1}, "lies outside 0.05 to 20"),
+        ({"temperature": 0}, "lies outside 0.05 to 20"),
+        ({"temperature": 1e-4}, "lies outside 0.05 to 20"),
+        ({"temperature": 1e6}, "lies outside 0.05 to 20"),
         ({"temperature": "abc"}, "must be a number"),
         ({"temperature": None}, "must be a number"),
-        ({"operating_threshold": 1.5}, "above 0 and at most 1"),
-        ({"operating_threshold": 0}, "above 0 and at most 1"),
+        ({"operating_threshold": 1.5}, "between 0.001 and 1"),
+        ({"operating_threshold": 0}, "between 0.001 and 1"),
+        ({"operating_threshold": 1e-6}, "between 0.001 and 1"),
+        ({"test": {"accuracy": "high"}}, "test must map metric names to numbers"),
+        ({"test": [0.9]}, "test must map metric names to numbers"),
         ({"operating_threshold": None}, "must be a number"),
         ({"operating_class": "glioma"}, "not one of the model's classes"),
         ({"tta": "yes"}, "true or false"),
@@ -85,8 +90,9 @@ def test_a_broken_model_json_is_refused_with_what_to_do(model_dir, changes, mess
 )
 @pytest.mark.case(
     3,
-    'evaluation.json with temperature -1, 0, "abc" or missing; threshold 1.5, 0 or missing; an unknown '
-    'operating class; tta "yes"; another model\'s digest or none',
+    'evaluation.json with temperature -1, 0, 1e-4, 1e6, "abc" or missing; threshold 1.5, 0, 1e-6 or '
+    'missing; test metrics that are text or a list; an unknown operating class; tta "yes"; another '
+    "model's digest or none",
     "refused, naming evaluation.json and the evaluation chapter",
 )
 def test_a_broken_or_stale_evaluation_json_is_refused_with_what_to_do(model_dir, changes, message):
@@ -126,7 +132,7 @@ def test_an_evaluation_with_impossible_numbers_is_never_written(model_dir):
     before = (model_dir / "evaluation.json").read_text()
     from medclass import report
 
-    with pytest.raises(records.RecordError, match="must be positive"):
+    with pytest.raises(records.RecordError, match="lies outside 0.05 to 20"):
         report.record_evaluation(
             model_dir, model_dir.parent, {"class_names": ["Healthy", "Tumor"]},
             {**GOOD_EVALUATION, "temperature": -1.0}, operating_name="operating",

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medclass import calibration, data, evaluation, pipeline, report, training
+from medclass import calibration, data, evaluation, pipeline, report, saved_models
 from tests.conftest import write_evaluation, write_image
 
 CLASS_NAMES = ["Healthy", "Tumor"]
@@ -47,7 +47,7 @@ def test_a_plain_class_folder_is_evaluated_into_a_report(saved_model, synthetic_
     assert sorted(Path(path).name for path in skipped["path"]) == ["notes.txt", "tiny.png"]
     assert skipped["reason"].str.len().min() > 0
     # The report's accuracy is the model's own, recomputed independently.
-    model, _ = training.load_model(saved_model)
+    model, _ = saved_models.load_model(saved_model)
     y, p = evaluation.predict_probabilities(
         model, pipeline.make_dataset(report.load_folder(hospital, CLASS_NAMES), CLASS_NAMES, (48, 48), 8)
     )
@@ -145,7 +145,7 @@ def test_the_report_uses_the_recorded_threshold_temperature_and_tta(saved_model,
         model_dir, {"tta": True, "temperature": 2.0, "operating_class": "Tumor", "operating_threshold": 0.3}
     )
     report.evaluate_folder(model_dir, synthetic_dir, tmp_path / "report")
-    model, _ = training.load_model(model_dir)
+    model, _ = saved_models.load_model(model_dir)
     frame = report.load_folder(synthetic_dir, CLASS_NAMES)
     _, p = evaluation.predict_probabilities(
         model, pipeline.make_dataset(frame, CLASS_NAMES, (48, 48), 8), tta=True
@@ -166,7 +166,7 @@ def test_the_command_line_writes_the_report(saved_model, synthetic_dir, tmp_path
 
 
 def test_flip_tta_averages_two_predictions(saved_model, synthetic_dir):
-    model, _ = training.load_model(saved_model)
+    model, _ = saved_models.load_model(saved_model)
     frame = data.load_dataset("brain_mri", synthetic_dir).head(8)
     dataset = pipeline.make_dataset(frame, CLASS_NAMES, (48, 48), 8)
     _, plain = evaluation.predict_probabilities(model, dataset)
@@ -229,7 +229,7 @@ def test_gradcam_overlays_are_drawn_for_saved_model(saved_model, synthetic_dir):
     matplotlib.use("Agg")
     from medclass import gradcam
 
-    model, info = training.load_model(saved_model)
+    model, info = saved_models.load_model(saved_model)
     frame = data.load_dataset("brain_mri", synthetic_dir).head(3)
     images = gradcam.load_images(frame["path"], info["image_size"])
     assert images.shape == (3, 48, 48, 3) and images.dtype == np.float32

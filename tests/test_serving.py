@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from medclass import serving
+from medclass import images, serving
 from tests.conftest import ROOT, damaged_jpegs, write_evaluation
 
 
@@ -27,7 +27,7 @@ def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
     return buffer.getvalue()
 
 
-def gradient(mode: str = "RGB", size=(40, 30)) -> Image.Image:
+def gradient(mode: str = "RGB", size=(48, 36)) -> Image.Image:
     ramp = np.tile(np.linspace(0, 255, size[0], dtype="uint8"), (size[1], 1))
     return Image.fromarray(np.stack([ramp, ramp[::-1], np.full_like(ramp, 90)], axis=-1)).convert(mode)
 
@@ -65,7 +65,7 @@ def bundle_of(class_names, evaluation=None) -> serving.Bundle:
 )
 def test_every_colour_mode_becomes_rgb_with_a_note(mode, fmt, note):
     pixels, notes = serving.read_image(encode(gradient(mode), fmt), f"scan.{fmt.lower()}")
-    assert pixels.dtype == np.uint8 and pixels.shape == (30, 40, 3)
+    assert pixels.dtype == np.uint8 and pixels.shape == (36, 48, 3)
     if note is None:
         assert notes == []
     else:
@@ -74,10 +74,10 @@ def test_every_colour_mode_becomes_rgb_with_a_note(mode, fmt, note):
 
 def odd_files() -> dict[str, bytes]:
     """Files that decoders disagree on: transparency, 16 bits, a palette, an EXIF rotation, CMYK."""
-    transparent = Image.new("RGBA", (40, 30), (255, 255, 255, 0))
+    transparent = Image.new("RGBA", (48, 36), (255, 255, 255, 0))
     transparent.paste((200, 100, 50, 255), (5, 5, 20, 20))
-    deep = Image.fromarray((np.arange(1200, dtype="uint16").reshape(30, 40) * 50).astype("uint16"))
-    rotated = gradient(size=(40, 30))
+    deep = Image.fromarray((np.arange(1728, dtype="uint16").reshape(36, 48) * 35).astype("uint16"))
+    rotated = gradient(size=(48, 36))
     exif = rotated.getexif()
     exif[0x0112] = 6
     return {
@@ -103,25 +103,25 @@ def test_training_and_the_app_read_the_same_pixels_from_the_same_file(name, tmp_
 
 
 def test_transparent_pixels_are_flattened_onto_black():
-    image = Image.new("RGBA", (10, 10), (255, 255, 255, 0))
+    image = Image.new("RGBA", (40, 40), (255, 255, 255, 0))
     image.putpixel((0, 0), (200, 100, 50, 255))
     pixels, _ = serving.read_image(encode(image))
     assert pixels[5, 5].tolist() == [0, 0, 0] and pixels[0, 0].tolist() == [200, 100, 50]
 
 
 def test_a_16_bit_png_is_scaled_to_8_bits():
-    deep = Image.fromarray((np.arange(100, dtype="uint16").reshape(10, 10) * 600).astype("uint16"))
+    deep = Image.fromarray((np.arange(1600, dtype="uint16").reshape(40, 40) * 40).astype("uint16"))
     pixels, notes = serving.read_image(encode(deep))
     assert pixels.max() == 255 and pixels[0, 0, 0] == 0
     assert any("more than 8 bits" in note for note in notes)
 
 
 def test_the_exif_orientation_is_applied():
-    image = gradient(size=(40, 30))
+    image = gradient(size=(48, 36))
     exif = image.getexif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     pixels, notes = serving.read_image(encode(image, "JPEG", exif=exif))
-    assert pixels.shape == (40, 30, 3) and any("EXIF" in note for note in notes)
+    assert pixels.shape == (48, 36, 3) and any("EXIF" in note for note in notes)
 
 
 @pytest.mark.parametrize(
@@ -175,12 +175,57 @@ def test_a_large_png_is_reduced_before_it_is_converted(mode):
     assert np.abs(decoded[..., 0] - halved * scale).max() <= 2
 
 
+@pytest.mark.case(
+    "32.5",
+    "a 40-megapixel palette PNG with transparency (2100 px a side here; memory in the benchmark)",
+    "converted band by band while it is reduced: the same pixels as converting it whole, no full-size "
+    "colour copy (peak memory benchmarks/upload_memory.py)",
+)
+def test_a_large_palette_png_with_transparency_is_reduced_band_by_band():
+    y, x = np.mgrid[0:2100, 0:2100]
+    pixels = ((x // 30 + y // 30) % 4 * 60).astype("uint8")
+    image = Image.fromarray(pixels).convert("P")
+    image.info["transparency"] = int(image.getpixel((0, 0)))
+    decoded, notes = serving.read_image(encode(image), "palette.png")
+    assert decoded.shape == (1050, 1050, 3) and any("reduced to 1050x1050" in note for note in notes)
+    whole, _ = images.to_rgb(Image.open(io.BytesIO(encode(image))).convert("RGBA").reduce(2))
+    assert np.abs(decoded.astype(int) - whole.astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 30000), (31, 400)], ids=str)
+@pytest.mark.case(
+    "32.5",
+    "uploads of 1x1, 1x30000 and 31x400 px",
+    "refused as too small to classify, as training skips images under 32 px a side",
+)
+def test_an_upload_too_small_to_classify_is_refused(size):
+    with pytest.raises(serving.UnreadableImage, match="too small to classify"):
+        serving.read_image(encode(Image.new("RGB", size, (90, 20, 40))), "tiny.png")
+
+
+@pytest.mark.case(
+    "32.5",
+    "a 50 kB PNG whose compressed text chunk inflates past Pillow's limit",
+    "refused with a reason (not a ValueError in the page)",
+)
+def test_a_png_with_a_text_bomb_is_refused_with_a_reason():
+    from PIL import PngImagePlugin
+
+    meta = PngImagePlugin.PngInfo()
+    meta.add_text("comment", "A" * (64 * 2**20), zip=True)  # 64 MB of text in a few dozen kB
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(buffer, "PNG", pnginfo=meta)
+    assert len(buffer.getvalue()) < 200_000
+    with pytest.raises(serving.UnreadableImage, match="cannot be read safely"):
+        serving.read_image(buffer.getvalue(), "bomb.png")
+
+
 @pytest.mark.case("kept", "an upload over 20 MB or over the pixel limit", "refused before decoding")
 def test_oversized_uploads_are_refused_before_decoding(monkeypatch):
     with pytest.raises(serving.UnreadableImage, match=r"the limit is 20 MB"):
         serving.read_image(b"\xff" * (serving.MAX_UPLOAD_MB * 2**20 + 1), "huge.jpg")
     monkeypatch.setattr(serving, "MAX_PIXELS", 1000)
-    with pytest.raises(serving.UnreadableImage, match=r"40x30 pixels .* Downscale it first"):
+    with pytest.raises(serving.UnreadableImage, match=r"48x36 pixels .* Downscale it first"):
         serving.read_image(encode(gradient()), "big.png")
 
 
@@ -235,7 +280,7 @@ def test_missing_incomplete_or_broken_models_say_what_to_do(model_dir, tmp_path)
     (broken / "model.json").write_text(
         json.dumps({"class_names": ["Healthy", "Tumor"], "image_size": [48, 48]})
     )
-    with pytest.raises(serving.ModelUnavailable, match="Keras could not load"):
+    with pytest.raises(serving.ModelUnavailable, match="is not a whole Keras model file"):
         serving.load_bundle(broken)
 
 
@@ -292,7 +337,7 @@ def test_a_sidecar_that_disagrees_with_the_model_is_refused(model_dir):
     info = json.loads((model_dir / "model.json").read_text())
     info["class_names"] = ["a", "b", "c"]
     (model_dir / "model.json").write_text(json.dumps(info))
-    with pytest.raises(serving.ModelUnavailable, match="1 outputs but model.json names 3 classes"):
+    with pytest.raises(serving.ModelUnavailable, match=r"gives 1 output\(s\) but model.json names 3 classes"):
         serving.load_bundle(model_dir)
 
 

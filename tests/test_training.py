@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medclass import data, evaluation, models, pipeline, records, splits, training
+from medclass import data, evaluation, models, pipeline, records, saved_models, splits, training
 
 CLASS_NAMES = ["Healthy", "Tumor"]
 
@@ -53,7 +53,7 @@ def test_two_phases_write_model_history_and_sidecar(tiny_split, tmp_path):
     assert not (tmp_path / "work").exists()
     assert isinstance(model.optimizer, keras.optimizers.AdamW)
 
-    loaded, info = training.load_model(tmp_path)
+    loaded, info = saved_models.load_model(tmp_path)
     digest = records.model_digest(tmp_path / "model.keras")
     assert info == {
         "class_names": CLASS_NAMES,
@@ -428,7 +428,7 @@ def test_a_sidecar_left_from_another_model_is_refused(tiny_split, tmp_path, monk
         training.train_two_phase(model, base, train_ds, val_ds, tmp_path, 2, other, metadata=metadata)
     monkeypatch.setattr(Path, "replace", original)
     with pytest.raises(records.RecordError, match="another model.keras .* Run the training chapter"):
-        training.load_model(tmp_path)
+        saved_models.load_model(tmp_path)
 
 
 @pytest.mark.case(6, "unfreeze_blocks: 99", "refused before phase 1 trains, naming the 17 blocks there are")
@@ -478,7 +478,7 @@ def test_bad_training_parameters():
 
 def test_missing_model_names_the_notebook(tmp_path):
     with pytest.raises(FileNotFoundError, match="brain_02_training"):
-        training.load_model(tmp_path)
+        saved_models.load_model(tmp_path)
 
 
 def test_balanced_class_weight():

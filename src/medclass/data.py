@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -20,8 +21,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
 DECODABLE_FORMATS = {"JPEG", "PNG", "BMP", "GIF"}
 DATA_DIR_VARIABLE = "MEDCLASS_DATA_DIR"
 SYNTHETIC_DATA_DIR = "synthetic_data"  # where synthetic=True writes its images without a data_dir
-# Smaller than this on either side, an image carries too little to classify.
-MIN_IMAGE_SIDE = 32
+MIN_IMAGE_SIDE = images.MIN_IMAGE_SIDE
 
 
 def dataset_info(dataset: str):
@@ -162,24 +162,64 @@ def file_digest(path: Path) -> str:
     return hashlib.sha1(path.read_bytes()).hexdigest()
 
 
-def _class_folders(root: Path, info) -> list[tuple[Path, str, str]]:
-    """(class folder, label, original subset) for the class folders of ``root``, or of its
-    ``Training/`` and ``Testing/`` folders when it has them (the Kaggle layout)."""
-    subsets = [name for name in ("Training", "Testing") if (root / name).is_dir()]
-    parents = [(root / name, name) for name in subsets] or [(root, "")]
-    folders = []
-    for parent, subset in parents:
-        for folder in sorted(p for p in parent.iterdir() if p.is_dir()):
-            label = info.folder_labels.get(folder.name.lower())
-            if label is not None:
-                folders.append((folder, label, subset))
-    if not folders:
-        raise FileNotFoundError(
-            f"No class folders found in {root}. {info.name} expects folders named "
-            f"{', '.join(sorted(info.folder_labels))} (directly in it, or under Training/ and Testing/). "
-            "Check data_dir."
-        )
-    return folders
+SUBSETS = ("Training", "Testing")  # Kaggle's layout: class folders under these, read as one
+
+
+@dataclass
+class ClassFolders:
+    """What :func:`read_class_folders` found: ``images`` (path, label, class folder's own name,
+    Kaggle subset), the ``skipped`` files with why, and the folders with images that name no
+    class (``ignored``, each with its count), so that nothing is left out unsaid."""
+
+    images: list[tuple[Path, str, str, str]] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+
+def _folders(root: Path):
+    """Every folder under ``root`` (``root`` first), symbolic links followed, each real folder
+    once (a link back to a folder above would loop, or read its images twice)."""
+    seen = set()
+    for folder, names, _ in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            names[:] = []
+            continue
+        seen.add(real)
+        names.sort()
+        yield Path(folder)
+
+
+def read_class_folders(root: Path, labels: dict[str, str]) -> ClassFolders:
+    """The one reader of class folders, for the datasets and for ``medclass.report``.
+
+    An image's class is named by the innermost folder between ``root`` and the image whose
+    name (spaces around it and case aside) is a key of ``labels``, however deep the image lies
+    (``Tumor/patient1/*.jpg`` is Tumor); ``Training/`` and ``Testing/`` (Kaggle's layout) are
+    read beside any class folders at the top. Anything under ``masks/`` is a segmentation, not
+    an image to classify. Folders holding images but naming no class are reported in
+    ``ignored``, never read silently as a class or dropped silently.
+    """
+    found = ClassFolders()
+    for folder in _folders(root):
+        if not utf8_name(str(folder)):  # pandas cannot hold the name: report it, read nothing
+            found.ignored.append(printable_path(folder) + " (a name that is not UTF-8; rename it)")
+            continue
+        parts = folder.relative_to(root).parts
+        if "masks" in parts:
+            continue
+        named = [part for part in parts if part.strip().lower() in labels]
+        if not named:
+            images = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+            if images:
+                found.ignored.append(f"{folder} ({len(images)} image(s); its name is no class)")
+            continue
+        subset = next((part for part in parts if part in SUBSETS), "")
+        usable, unusable = scan_folder(folder)
+        found.skipped += unusable
+        label = labels[named[-1].strip().lower()]
+        found.images += [(path, label, named[-1], subset) for path in usable]
+    return found
 
 
 def require_every_class(frame: pd.DataFrame, info, root: Path) -> None:
@@ -198,26 +238,36 @@ def load_class_folders(root: Path, info) -> pd.DataFrame:
     ``info.folder_labels`` names each folder's class (Kaggle's ``glioma`` is Tumor, PH2's
     ``melanoma`` is mel); ``source_class`` keeps the folder's own name and ``source`` the dataset's,
     so that frames of several datasets can be joined and told apart. ``group`` is the file's
-    digest: byte-identical copies share it.
+    digest: byte-identical copies share it. Folders with images that name no class join the
+    skipped files, with why (:func:`read_class_folders`).
     """
-    rows, skipped = [], []
-    for folder, label, subset in _class_folders(root, info):
-        usable, unusable = scan_folder(folder)
-        skipped += unusable
-        for path in usable:
-            rows.append(
-                {
-                    "path": str(path),
-                    "label": label,
-                    "source_class": folder.name,
-                    "source_split": subset,
-                    "group": file_digest(path),
-                    "source": info.name,
-                }
-            )
+    found = read_class_folders(root, info.folder_labels)
+    if not found.images:
+        raise FileNotFoundError(
+            f"No class folders found in {root}. {info.name} expects folders named "
+            f"{', '.join(sorted(info.folder_labels))} (directly in it, or under Training/ and Testing/)"
+            + (f"; these folders name no class: {found.ignored}" if found.ignored else "")
+            + ". Check data_dir."
+        )
+    rows = [
+        {
+            "path": str(path),
+            "label": label,
+            "source_class": folder_name.strip(),
+            "source_split": subset,
+            "group": file_digest(path),
+            "source": info.name,
+        }
+        for path, label, folder_name, subset in found.images
+    ]
     columns = ["path", "label", "source_class", "source_split", "group", "source"]
     frame = pd.DataFrame(rows, columns=columns)
     require_every_class(frame, info, root)
+    known = ", ".join(sorted(info.folder_labels))
+    skipped = found.skipped + [
+        {"path": folder, "reason": f"a folder that names no class of {info.name} ({known}); rename it"}
+        for folder in found.ignored
+    ]
     frame.attrs["skipped"] = pd.DataFrame(skipped, columns=["path", "reason"])
     return frame
 

@@ -23,6 +23,9 @@ import threading
 import numpy as np
 from PIL import Image, ImageOps
 
+# Smaller than this on either side, an image carries too little to classify: training skips
+# it, the app refuses it.
+MIN_IMAGE_SIDE = 32
 _STDERR = threading.Lock()  # one JPEG check at a time holds file descriptor 2
 # A path that names one channel of a multi-channel file, as a greyscale image:
 # ``slice_12.tif#channel=1`` is the FLAIR channel of an LGG slice (medclass.datasets.lgg).

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from medclass import audit, augment, data, models, pipeline, splits, training
+from medclass import audit, augment, data, models, pipeline, saved_models, splits, training
 
 SPLIT_CHAPTER = {"brain_mri": "brain_01_data", "ham10000": "skin_01_data"}
 TRAINING_CHAPTER = {"brain_mri": "brain_02_training", "ham10000": "skin_02_training"}
@@ -144,7 +144,7 @@ def model_for(dataset: str, run_dir, settings: dict):
             f"chapter's parameters ({settings['epochs_frozen']} + {settings['epochs_finetune']} epochs)."
         )
         train(dataset, run_dir, settings)
-    return training.load_model(run_dir)
+    return saved_models.load_model(run_dir)
 
 
 def seed_models(dataset: str, run_dir, settings: dict, seeds) -> dict[int, tuple]:
@@ -172,7 +172,7 @@ def seed_models(dataset: str, run_dir, settings: dict, seeds) -> dict[int, tuple
             print(f"The model of seed {seed} was trained {why}: training it again.")
             seed_everything(seed)
             train(dataset, seed_dir, seed_settings)
-            model, info = training.load_model(seed_dir)
+            model, info = saved_models.load_model(seed_dir)
         models_by_seed[seed] = (model, info)
     return models_by_seed
 

@@ -25,6 +25,11 @@ from pathlib import Path
 from medclass import files
 
 SCHEMA = 1
+# Sanity bounds on what the app reads from the sidecars: fitted temperatures are near 1, the
+# operating thresholds of the published models 0.09 to 0.13, the images a few hundred pixels.
+TEMPERATURE_RANGE = (0.05, 20.0)
+MIN_THRESHOLD = 0.001
+MAX_IMAGE_SIDE = 2048
 
 
 class RecordError(ValueError):
@@ -89,10 +94,31 @@ def check_model_info(info: dict, where: str | Path = "model.json") -> dict:
     if (
         not isinstance(size, list | tuple)
         or len(size) != 2
-        or not all(isinstance(side, int) and not isinstance(side, bool) and side > 0 for side in size)
+        or not all(
+            isinstance(side, int) and not isinstance(side, bool) and 0 < side <= MAX_IMAGE_SIDE
+            for side in size
+        )
     ):
-        raise RecordError(f"{where}: image_size must be two positive integers, not {size!r}. {rerun}")
+        raise RecordError(
+            f"{where}: image_size must be two whole numbers from 1 to {MAX_IMAGE_SIDE}, not {size!r}. {rerun}"
+        )
+    _check_risk_order(names, where, rerun)
     return info
+
+
+def _check_risk_order(names: list[str], where, rerun: str) -> None:
+    """A binary model's one output is the probability of its second class, and the book puts the
+    finding second (Healthy, Tumor). Names that put a finding first and a non-finding second
+    (``["Tumor", "Normal"]``) would show every tumour in the colours of its opposite."""
+    from medclass import datasets
+
+    risky = datasets.risk_classes()
+    if len(names) == 2 and names[0] in risky and names[1] not in risky:
+        raise RecordError(
+            f"{where}: class_names {names} put the finding {names[0]!r} first; the model's one output is "
+            f"the probability of the second class, so every {names[0]} would be shown as {names[1]}. "
+            f"{rerun}"
+        )
 
 
 def read_model_info(model_dir: str | Path) -> dict:
@@ -123,10 +149,12 @@ def check_evaluation(evaluation: dict, class_names: list[str], where: str | Path
             raise RecordError(f"{where}: {name} must be a number, not {value!r}. {rerun}")
         return value
 
-    if number("temperature") <= 0:
+    low, high = TEMPERATURE_RANGE
+    if not low <= number("temperature") <= high:
         raise RecordError(
-            f"{where}: temperature {evaluation['temperature']} must be positive (a negative one turns "
-            f"probabilities around). {rerun}"
+            f"{where}: temperature {evaluation['temperature']} lies outside {low} to {high}: a negative "
+            "one turns probabilities around, a tiny one makes every answer certain, a huge one makes "
+            f"every answer a coin toss. {rerun}"
         )
     if "operating_class" in evaluation or "operating_threshold" in evaluation:
         if evaluation.get("operating_class") not in class_names:
@@ -134,11 +162,18 @@ def check_evaluation(evaluation: dict, class_names: list[str], where: str | Path
                 f"{where}: operating_class {evaluation.get('operating_class')!r} is not one of the "
                 f"model's classes {class_names}. {rerun}"
             )
-        if not 0 < number("operating_threshold") <= 1:  # 1: validation scores saturated
+        if not MIN_THRESHOLD <= number("operating_threshold") <= 1:  # 1: validation scores saturated
             raise RecordError(
-                f"{where}: operating_threshold {evaluation['operating_threshold']} must lie above 0 "
-                f"and at most 1. {rerun}"
+                f"{where}: operating_threshold {evaluation['operating_threshold']} must lie between "
+                f"{MIN_THRESHOLD} and 1 (below it, every image would be called "
+                f"{evaluation['operating_class']}). {rerun}"
             )
+    for split in ("test", "test_at_operating_point"):
+        metrics = evaluation.get(split, {})
+        if not isinstance(metrics, dict) or not all(
+            isinstance(value, int | float) and not isinstance(value, bool) for value in metrics.values()
+        ):
+            raise RecordError(f"{where}: {split} must map metric names to numbers, not {metrics!r}. {rerun}")
     chosen = evaluation.get("explanation")
     if chosen is not None and (
         not isinstance(chosen, dict)

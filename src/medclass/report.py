@@ -62,23 +62,16 @@ def load_folder(
                 f"--map {folder}={label}: {label!r} is not one of the model's classes {class_names}."
             )
         by_name[folder.lower()] = label
-    rows, skipped, ignored = [], [], []
-    for folder in [root, *sorted(p for p in root.rglob("*") if p.is_dir())]:
-        if not data.utf8_name(str(folder)):  # pandas cannot hold the name: report it, read nothing
-            ignored.append(data.printable_path(folder) + " (a name that is not UTF-8; rename it)")
-            continue
-        parts = folder.relative_to(root).parts
-        if "masks" in parts:
-            continue
-        labels = [by_name[part.lower()] for part in parts if part.lower() in by_name]
-        if not labels:  # not inside a class folder: its own images would be lost unread
-            if any(p.is_file() and p.suffix.lower() in data.IMAGE_SUFFIXES for p in folder.iterdir()):
-                ignored.append(str(folder))
-            continue
-        usable, unusable = data.scan_folder(folder)
-        skipped += unusable
-        rows += [{"path": str(path), "label": labels[-1], "group": str(path)} for path in usable]
+    found = data.read_class_folders(root, by_name)
+    skipped, ignored = found.skipped, found.ignored
+    rows = [{"path": str(path), "label": label, "group": str(path)} for path, label, _, _ in found.images]
     frame = pd.DataFrame(rows, columns=["path", "label", "group"])
+    if frame.empty and skipped:
+        examples = "; ".join(f"{row['path']}: {row['reason']}" for row in skipped[:3])
+        raise ValueError(
+            f"The class folders under {root} hold no usable image: all {len(skipped)} file(s) were "
+            f"skipped, e.g. {examples}."
+        )
     if frame.empty:
         raise ValueError(
             f"No usable images in class folders under {root}. Expected sub-folders named after "
@@ -222,14 +215,14 @@ def evaluate_folder(
     import matplotlib
 
     matplotlib.use("Agg")
-    from medclass import calibration, evaluation, pipeline, records, training
+    from medclass import calibration, evaluation, pipeline, records, saved_models
 
     out = Path(out_dir)
     if out.resolve() == Path(model_dir).resolve() or (out / "model.keras").exists():
         raise ValueError(
             f"--out {out} holds a model: the report would overwrite its model card. Choose another folder."
         )
-    model, info = training.load_model(model_dir)
+    model, info = saved_models.load_model(model_dir)
     class_names = info["class_names"]
     recorded = records.read_evaluation(model_dir, class_names)
     threshold = 0.5

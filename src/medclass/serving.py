@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from medclass import datasets
 
@@ -177,28 +178,14 @@ def load_bundle(model_dir: str | Path) -> Bundle:
             "model with the training chapter, which writes both."
         )
     from medclass import records
+    from medclass.saved_models import load_model
 
-    try:
-        info = records.read_model_info(model_dir)
+    try:  # cut short, foreign, inflating, or not one probability per class: refused, said why
+        model, info = load_model(model_dir)
         if "image_size" not in info:
-            raise records.RecordError(f"{model_dir / 'model.json'} has no image_size. {how_to}")
+            raise records.RecordError(f"{model_dir / 'model.json'} has no image_size.")
     except records.RecordError as error:
-        raise ModelUnavailable(str(error)) from None
-    try:
-        from medclass.training import load_model
-
-        model, _ = load_model(model_dir)
-    except Exception as error:  # a truncated zip, a foreign or unsafe file: keep the app alive
-        raise ModelUnavailable(
-            f"Keras could not load {model_dir / 'model.keras'} (safe mode): "
-            f"{type(error).__name__}: {error}. {how_to}"
-        ) from None
-    outputs = int(model.output.shape[-1])
-    if outputs not in (1, len(info["class_names"])) or (outputs == 1 and len(info["class_names"]) != 2):
-        raise ModelUnavailable(
-            f"{model_dir}: the model has {outputs} outputs but model.json names "
-            f"{len(info['class_names'])} classes; re-export the model."
-        )
+        raise ModelUnavailable(f"{error} {how_to}") from None
     try:
         evaluation = records.read_evaluation(model_dir, info["class_names"])
     except records.RecordError as error:
@@ -215,9 +202,9 @@ def read_image(data: bytes, name: str = "upload") -> tuple[np.ndarray, list[str]
     large JPEG is decoded at a reduced scale. Anything else, too large, or broken raises
     :class:`UnreadableImage`.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
-    from medclass.images import jpeg_damage, to_rgb
+    from medclass.images import MIN_IMAGE_SIDE, jpeg_damage, to_rgb
 
     if len(data) > MAX_UPLOAD_MB * 2**20:
         raise UnreadableImage(f"{name} is {len(data) / 2**20:.0f} MB; the limit is {MAX_UPLOAD_MB} MB.")
@@ -229,6 +216,10 @@ def read_image(data: bytes, name: str = "upload") -> tuple[np.ndarray, list[str]
         raise UnreadableImage(
             f"{name} is not an image that can be read: upload a JPEG or PNG file."
         ) from None
+    except ValueError as error:  # Pillow's guard against a text chunk that inflates (a PNG bomb)
+        raise UnreadableImage(
+            f"{name} cannot be read safely ({error}): upload a plain JPEG or PNG."
+        ) from None
     if image.format not in ACCEPTED_FORMATS:
         raise UnreadableImage(f"{name} is a {image.format} image; upload a JPEG or PNG file.")
     width, height = image.size
@@ -236,6 +227,11 @@ def read_image(data: bytes, name: str = "upload") -> tuple[np.ndarray, list[str]
         raise UnreadableImage(
             f"{name} is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels); the limit is "
             f"{MAX_PIXELS / 1e6:.0f} megapixels. Downscale it first."
+        )
+    if min(width, height) < MIN_IMAGE_SIDE:  # as training refuses it (medclass.data.check_image)
+        raise UnreadableImage(
+            f"{name} is {width}x{height} px: too small to classify; the model learned from images at "
+            f"least {MIN_IMAGE_SIDE} px a side."
         )
     notes = []
     if image.format in ("JPEG", "MPO") and min(width, height) > 2 * DECODE_SIDE:  # MPO: phone JPEGs
@@ -258,13 +254,31 @@ def read_image(data: bytes, name: str = "upload") -> tuple[np.ndarray, list[str]
     return pixels, notes + conversions
 
 
+REDUCIBLE_MODES = ("L", "LA", "RGB", "RGBA", "I", "F", "CMYK")
+
+
 def reduced(image, factor: int):
     """``image`` shrunk by a whole ``factor`` (box averages) in its own mode, before any colour
     conversion copies it at full size: a 40-megapixel 16-bit PNG then costs about 240 MB, not
-    750 MB. Palette and 1-bit images, which cannot be averaged, are left as they are."""
+    750 MB. Palette and 1-bit images, which cannot be averaged, are converted band by band
+    (RGBA where they have transparency, which :func:`medclass.images.to_rgb` then flattens), so
+    that their full-size colour copy never exists."""
     if image.mode == "I;16":
         image = image.convert("I")
-    return image.reduce(factor) if image.mode in ("L", "LA", "RGB", "RGBA", "I", "F", "CMYK") else image
+    if image.mode in REDUCIBLE_MODES:
+        return image.reduce(factor)
+    mode = (
+        "RGBA"
+        if image.mode in ("P", "PA") and (image.mode == "PA" or "transparency" in image.info)
+        else "RGB"
+    )
+    width, height = image.size
+    rows = factor * max(1, 256 // factor)  # a band a whole number of factors high
+    out = Image.new(mode, (-(-width // factor), -(-height // factor)))
+    for top in range(0, height, rows):
+        band = image.crop((0, top, width, min(height, top + rows))).convert(mode).reduce(factor)
+        out.paste(band, (0, top // factor))
+    return out
 
 
 def model_input(bundle: Bundle, pixels: np.ndarray) -> np.ndarray:

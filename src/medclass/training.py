@@ -772,19 +772,3 @@ def _save_state(path: Path, state: dict) -> None:
     partial = path.with_suffix(".partial")
     partial.write_text(json.dumps(state, indent=2))
     partial.replace(path)
-
-
-def load_model(run_dir: str | Path) -> tuple[keras.Model, dict]:
-    """Load a trained model (``safe_mode=True``) and its JSON sidecar from ``run_dir``."""
-    run_dir = Path(run_dir)
-    model_path = run_dir / "model.keras"
-    if not model_path.exists():
-        raise FileNotFoundError(
-            f"No trained model at {model_path}. Run the training notebook (brain_02_training or "
-            "skin_02_training) with the same output_dir first."
-        )
-    import medclass.models  # noqa: F401  (registers the custom preprocessing layer)
-
-    model = keras.saving.load_model(model_path, safe_mode=True)
-    metadata = records.read_model_info(run_dir) if (run_dir / "model.json").exists() else {}
-    return model, metadata
