@@ -45,6 +45,44 @@ def test_synthetic_option_writes_then_reuses(tmp_path):
     assert (root / "SYNTHETIC.txt").stat().st_mtime_ns == stamp
 
 
+@pytest.mark.case(
+    "32.8", "synthetic=True with data_dir=None", "the synthetic images go to synthetic_data/, said"
+)
+def test_synthetic_alone_writes_to_a_folder_of_its_own(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    frame = data.load_dataset("brain_mri", None, synthetic_data=True)
+    assert (tmp_path / "synthetic_data" / "brain-tumor-mri" / "SYNTHETIC.txt").exists()
+    assert len(frame) == 416 and "synthetic_data" in capsys.readouterr().out
+
+
+@pytest.mark.case(
+    "32.2",
+    "images in a subfolder of a class folder (Tumor/patient1/*.jpg), a class folder named 'Tumor ' "
+    "with a trailing space, top-level class folders beside Training/, a folder that names no class "
+    "(meningioma_tumor/), a folder symlinked to itself",
+    "each read as its class, or listed among the skipped files with why; nothing twice, nothing "
+    "dropped silently; medclass.report reads folders the same way",
+)
+def test_every_image_under_the_data_folder_is_read_or_reported(healthy_tumor_dir):
+    from medclass import report
+
+    write_image(healthy_tumor_dir / "Tumor" / "patient1" / "deep.jpg", seed=7)
+    write_image(healthy_tumor_dir / "Healthy " / "spaced.jpg", seed=8)
+    write_image(healthy_tumor_dir / "Training" / "notumor" / "kaggle.jpg", seed=9)
+    write_image(healthy_tumor_dir / "meningioma_tumor" / "unknown.jpg", seed=10)
+    (healthy_tumor_dir / "Tumor" / "loop").symlink_to(healthy_tumor_dir / "Tumor")
+    frame = data.load_dataset("brain_mri", healthy_tumor_dir)
+    by_name = dict(zip(frame["path"].map(lambda path: os.path.basename(path)), frame["label"], strict=True))
+    assert len(frame) == 27 and frame["path"].is_unique
+    assert by_name["deep.jpg"] == "Tumor" and by_name["spaced.jpg"] == by_name["kaggle.jpg"] == "Healthy"
+    assert frame.loc[frame["path"].str.endswith("kaggle.jpg"), "source_split"].item() == "Training"
+    skipped = data.report_skipped(frame)
+    assert "meningioma_tumor (1 image(s); its name is no class)" in skipped and "rename it" in skipped
+    external = report.load_folder(healthy_tumor_dir, ["Healthy", "Tumor"])
+    assert sorted(external["path"]) == sorted(frame["path"])
+    assert any("meningioma_tumor" in folder for folder in external.attrs["ignored_folders"])
+
+
 def test_plain_healthy_tumor_layout(healthy_tumor_dir):
     frame = data.load_dataset("brain_mri", healthy_tumor_dir)
     assert len(frame) == 24 and set(frame["label"]) == {"Healthy", "Tumor"}

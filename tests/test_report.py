@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -163,6 +164,63 @@ def test_the_command_line_writes_the_report(saved_model, synthetic_dir, tmp_path
     report.main(["--model", str(saved_model), "--data", str(synthetic_dir), "--out", str(tmp_path / "cli")])
     assert "report written to" in capsys.readouterr().out
     assert (tmp_path / "cli" / "model_card.md").exists()
+
+
+def run_cli(*arguments) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as stopped:
+        report.main([str(argument) for argument in arguments])
+    return stopped.value.code
+
+
+@pytest.mark.case(
+    "32.6",
+    "medclass.report with --out inside --data, --out an existing file, --batch-size 0, a model folder "
+    "without model.json, a model.keras cut short, three class names for one output",
+    "refused before any inference with one line naming the thing (exit status 2), no traceback",
+)
+def test_the_command_refuses_what_it_cannot_use_in_one_line(saved_model, synthetic_dir, tmp_path, capsys):
+    model = Path(shutil.copytree(saved_model, tmp_path / "model", ignore=shutil.ignore_patterns("work")))
+    common = ["--model", model, "--data", synthetic_dir]
+    cases = [
+        ([*common, "--out", synthetic_dir / "report"], "lies inside --data"),
+        ([*common, "--out", model], "holds a model"),
+        ([*common, "--out", tmp_path / "a_file.txt"], "is a file; name a folder"),
+        ([*common, "--out", tmp_path / "r", "--batch-size", "0"], "not a whole number of at least 1"),
+    ]
+    (tmp_path / "a_file.txt").write_text("")
+    for arguments, message in cases:
+        assert run_cli(*arguments) == 2
+        assert message in capsys.readouterr().err, message
+    assert not (synthetic_dir / "report").exists() and not (tmp_path / "r").exists()
+    info = json.loads((model / "model.json").read_text())
+    (model / "model.json").write_text(json.dumps({**info, "class_names": ["a", "b", "c"]}))
+    assert run_cli(*common, "--out", tmp_path / "r") == 2
+    assert "gives 1 output(s) but model.json names 3 classes" in capsys.readouterr().err
+    (model / "model.json").unlink()
+    assert run_cli(*common, "--out", tmp_path / "r") == 2
+    assert "no model.json" in capsys.readouterr().err
+    whole = (model / "model.keras").read_bytes()
+    (model / "model.keras").write_bytes(whole[:1000])
+    (model / "model.json").write_text(json.dumps(info))
+    assert run_cli(*common, "--out", tmp_path / "r") == 2
+    assert "not a whole Keras model file" in capsys.readouterr().err
+
+
+@pytest.mark.case(
+    "32.6",
+    "folders the report does not read (Normal/, an empty class) and skipped files",
+    "said in what the command prints, not only in the model card",
+)
+def test_the_command_says_what_it_left_out(saved_model, synthetic_dir, tmp_path, capsys):
+    hospital = tmp_path / "hospital"
+    copy_scans(synthetic_dir, hospital, {"Healthy": "Normal", "Tumor": "Tumor"})
+    (hospital / "Tumor" / "notes.txt").write_text("not an image")
+    report.main(["--model", str(saved_model), "--data", str(hospital), "--out", str(tmp_path / "r")])
+    printed = capsys.readouterr().out
+    assert "read 6 images: Tumor 6" in printed
+    assert "skipped 1 file(s)" in printed
+    assert "not read: " in printed and "Normal" in printed and "--map" in printed
+    assert "no images of class Healthy" in printed
 
 
 def test_flip_tta_averages_two_predictions(saved_model, synthetic_dir):

@@ -218,10 +218,7 @@ def evaluate_folder(
     from medclass import calibration, evaluation, pipeline, records, saved_models
 
     out = Path(out_dir)
-    if out.resolve() == Path(model_dir).resolve() or (out / "model.keras").exists():
-        raise ValueError(
-            f"--out {out} holds a model: the report would overwrite its model card. Choose another folder."
-        )
+    check_out(out, model_dir, data_dir)
     model, info = saved_models.load_model(model_dir)
     class_names = info["class_names"]
     recorded = records.read_evaluation(model_dir, class_names)
@@ -229,6 +226,7 @@ def evaluate_folder(
     if len(class_names) == 2 and recorded.get("operating_class") == class_names[1]:
         threshold = recorded["operating_threshold"]
     frame = read_external(data_dir, class_names, mapping)
+    print(what_was_read(frame))
     groups = frame["group"].to_numpy() if "patient" in frame else None
     dataset = pipeline.make_dataset(frame, class_names, info["image_size"], batch_size)
     y_true, probabilities = evaluation.predict_probabilities(model, dataset, tta=recorded.get("tta", False))
@@ -268,6 +266,35 @@ def evaluate_folder(
         model_card(card_info, sections, f"{info.get('backbone')} on external data")
     )
     return table
+
+
+def check_out(out: Path, model_dir, data_dir) -> None:
+    """Refuse, before any inference, an ``--out`` the report cannot or must not write to."""
+    if out.resolve() == Path(model_dir).resolve() or (out / "model.keras").exists():
+        raise ValueError(
+            f"--out {out} holds a model: the report would overwrite its model card. Choose another folder."
+        )
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; name a folder (it is made if missing).")
+    if out.resolve().is_relative_to(Path(data_dir).resolve()):
+        raise ValueError(
+            f"--out {out} lies inside --data {data_dir}: the report's figures would be read as images "
+            "by the next run. Choose a folder outside the data."
+        )
+
+
+def what_was_read(frame: pd.DataFrame) -> str:
+    """What the command read, and what it left out and why, in a few lines."""
+    counts = ", ".join(f"{label} {n}" for label, n in frame["label"].value_counts().sort_index().items())
+    lines = [f"read {len(frame)} images: {counts}"]
+    skipped = frame.attrs.get("skipped")
+    if skipped is not None and len(skipped):
+        lines.append(f"skipped {len(skipped)} file(s), listed with why in skipped.csv")
+    for folder in frame.attrs.get("ignored_folders", []):
+        lines.append(f"not read: {folder} (map it with --map FOLDER=CLASS)")
+    for name in frame.attrs.get("empty_classes", []):
+        lines.append(f"no images of class {name}: its rates cannot be measured here")
+    return "\n".join(lines)
 
 
 def read_external(data_dir, class_names, mapping) -> pd.DataFrame:
@@ -345,6 +372,13 @@ def external_sections(frame, data_dir, table, threshold, recorded) -> dict[str, 
     }
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -352,7 +386,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True, help="folder with model.keras and model.json")
     parser.add_argument("--data", required=True, help="folder with one sub-folder per class")
     parser.add_argument("--out", required=True, help="where the report goes")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument(
         "--map",
         action="append",
@@ -367,7 +401,10 @@ def main(argv: list[str] | None = None) -> None:
         if not sep or not folder or not label:
             parser.error(f"--map {item!r}: write it as FOLDER=CLASS, e.g. --map melanoma=mel")
         mapping[folder] = label
-    table = evaluate_folder(args.model, args.data, args.out, args.batch_size, mapping=mapping)
+    try:
+        table = evaluate_folder(args.model, args.data, args.out, args.batch_size, mapping=mapping)
+    except (ValueError, FileNotFoundError) as error:  # each says what to do: no traceback needed
+        parser.exit(2, f"medclass.report: {error}\n")
     print(table.round(3).to_string())
     print(f"report written to {args.out}")
 
