@@ -282,6 +282,29 @@ def test_a_decompression_bomb_or_an_undecodable_name_is_skipped_not_fatal(health
     frame.attrs["skipped"].to_csv(healthy_tumor_dir / "skipped.csv")  # every name can be written
 
 
+@pytest.mark.case(
+    "32.7",
+    "HAM10000 metadata that is empty, Latin-1 text, or lists image_ids ending in .jpg",
+    "refused naming the file and the fix (not a pandas error, not 'check data_dir')",
+)
+def test_metadata_that_cannot_be_read_names_the_file_and_the_fix(tmp_path):
+    root = synthetic_skin.write_synthetic_ham10000(tmp_path / "skin", n_lesions=20, seed=1)
+    metadata = root / "HAM10000_metadata.csv"
+    text = metadata.read_text()
+    metadata.write_text("")
+    with pytest.raises(ValueError, match="HAM10000_metadata.csv is empty"):
+        data.load_dataset("ham10000", root)
+    metadata.write_bytes((text + "HAM_9,ISIC_9,nv,histo,45.0,male,Zürich\n").encode("latin-1"))
+    with pytest.raises(ValueError, match="HAM10000_metadata.csv is not UTF-8 text .* save it as UTF-8"):
+        data.load_dataset("ham10000", root)
+    lines = text.splitlines()
+    first = lines[1].split(",")
+    first[1] += ".jpg"
+    metadata.write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n")
+    with pytest.raises(ValueError, match=r"image_id 'ISIC_\w+\.jpg' .* ends in a file suffix"):
+        data.load_dataset("ham10000", root)
+
+
 def ham_metadata(tmp_path, extra_rows: str):
     root = synthetic_skin.write_synthetic_ham10000(tmp_path / "skin", n_lesions=20, seed=1)
     with (root / "HAM10000_metadata.csv").open("a") as handle:

@@ -52,13 +52,16 @@ def test_the_records_written_by_a_run_are_read_back(model_dir):
         ({"image_size": ["160", "160"]}, "two whole numbers from 1 to 2048"),
         ({"image_size": [0, 160]}, "two whole numbers from 1 to 2048"),
         ({"schema": records.SCHEMA + 1}, "Update medclass"),
+        ({"schema": "1"}, "schema must be a whole number from 1, not '1'"),
+        ({"schema": 0}, "schema must be a whole number from 1"),
     ],
 )
 @pytest.mark.case(
     3,
     'model.json with swapped class names, class_names "HT" or repeated, image_size [160], ["160", "160"] '
-    "or [0, 160], a newer schema",
-    "refused, naming model.json and what to do",
+    'or [0, 160], a newer schema, schema "1" or 0',
+    "refused, naming model.json and what to do (a schema that is not a number is named as such, not "
+    "'update medclass')",
 )
 def test_a_broken_model_json_is_refused_with_what_to_do(model_dir, changes, message):
     edit(model_dir / "model.json", **changes)

@@ -221,6 +221,30 @@ def test_two_writers_of_one_manifest_leave_a_whole_one(tmp_path):
     assert sorted(path.name for path in target.parent.iterdir()) == ["manifest.csv", "manifest.json"]
 
 
+@pytest.mark.parametrize("code", ["ENOSPC", "EFBIG"])
+@pytest.mark.case(
+    "32.7",
+    "a full disk or a file-size limit (Errno 28, Errno 27) while a manifest or sidecar is written",
+    "an OSError naming the file and what to free; the manifest that was there is kept",
+)
+def test_a_full_disk_while_a_manifest_is_written_is_named(tmp_path, monkeypatch, code):
+    import errno
+    import os as os_module
+
+    path = written_manifest(tmp_path)
+    before = path.read_bytes()
+
+    def full(*args, **kwargs):
+        raise OSError(getattr(errno, code), os_module.strerror(getattr(errno, code)))
+
+    monkeypatch.setattr(os_module, "replace", full)
+    frame = with_files(splits.split_frame(toy_frame(), seed=2), tmp_path / "data")
+    with pytest.raises(OSError, match="manifest.csv could not be written; free space under"):
+        splits.write_manifest(frame, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["manifest.csv", "manifest.json"]
+
+
 @pytest.mark.slow
 def test_real_data_split_has_no_cross_split_duplicates(real_brain_frame):
     frame = splits.split_frame(real_brain_frame, seed=42)

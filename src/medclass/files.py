@@ -6,10 +6,25 @@ written as a manifest.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
 from pathlib import Path
+
+FULL = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}  # no space, a file-size limit, a quota
+
+
+def said_full(error: OSError, path: str | Path) -> OSError:
+    """``error`` again, naming ``path`` and what to do when the disk (or a quota or a file-size
+    limit) is full; any other ``OSError`` as it is."""
+    if error.errno not in FULL:
+        return error
+    return OSError(
+        error.errno,
+        f"{error.strerror}: {path} could not be written; free space under {Path(path).parent} (or choose "
+        "another output_dir) and run it again. The file that was there before is kept.",
+    )
 
 
 def write_bytes_atomically(path: str | Path, content: bytes) -> Path:
@@ -21,6 +36,9 @@ def write_bytes_atomically(path: str | Path, content: bytes) -> Path:
         with os.fdopen(handle, "wb") as file:
             file.write(content)
         os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise said_full(error, path) from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

@@ -55,7 +55,9 @@ def _read(path: Path, rerun: str) -> dict:
     if not isinstance(record, dict):
         raise RecordError(f"{path} holds a {type(record).__name__}, not an object of named fields. {rerun}")
     schema = record.get("schema", SCHEMA)
-    if not isinstance(schema, int) or schema > SCHEMA:
+    if not isinstance(schema, int) or isinstance(schema, bool) or schema < 1:
+        raise RecordError(f"{path}: schema must be a whole number from 1, not {schema!r}. {rerun}")
+    if schema > SCHEMA:
         raise RecordError(
             f"{path} has schema {schema!r}; this medclass reads schema {SCHEMA} and older. Update medclass "
             f"(git pull in its checkout, or pip install the newer version you trained with), or "

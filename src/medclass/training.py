@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from medclass import records
+from medclass import files, records
 from medclass.models import unfreeze_top_blocks
 
 ARTIFACTS = ("model.keras", "history.csv", "model.json")
@@ -624,6 +624,9 @@ class Run:
             records.write_json(work_dir / "model.json", metadata)
             for name in ARTIFACTS:
                 (work_dir / name).replace(run_dir / name)
+        except OSError as error:
+            self._fail(error)
+            raise files.said_full(error, run_dir / "model.keras") from error
         except BaseException as error:
             self._fail(error)
             raise

@@ -42,7 +42,17 @@ def read_metadata(path: Path) -> pd.DataFrame:
     """``HAM10000_metadata.csv``, refused with the rows named when a split could not trust it:
     an empty ``image_id``, ``dx`` or ``lesion_id``, an unknown ``dx``, or one image listed twice
     with different labels or lesions. Rows repeated exactly are read once."""
-    metadata = pd.read_csv(path, dtype={"image_id": str, "lesion_id": str, "dx": str})
+    try:
+        metadata = pd.read_csv(path, dtype={"image_id": str, "lesion_id": str, "dx": str}, encoding="utf-8")
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty; download HAM10000_metadata.csv again.") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path} is not UTF-8 text ({error.reason} at byte {error.start}); save it as UTF-8 (Latin-1 "
+            "and Windows code pages are not read, so that no name is read wrongly)."
+        ) from None
+    except pd.errors.ParserError as error:
+        raise ValueError(f"{path} is not a readable CSV file ({error}).") from None
     required = ["lesion_id", "image_id", "dx"]
     missing_columns = set(required) - set(metadata.columns)
     if missing_columns:
@@ -54,6 +64,12 @@ def read_metadata(path: Path) -> pd.DataFrame:
             raise ValueError(
                 f"{path}: empty {column} on line(s) {lines}{' ...' if len(empty) > 5 else ''}; fill them in."
             )
+    suffixed = metadata["image_id"][metadata["image_id"].str.lower().str.endswith((".jpg", ".jpeg"))]
+    if len(suffixed):
+        raise ValueError(
+            f"{path}: image_id {suffixed.iloc[0]!r} (and {len(suffixed) - 1} more) ends in a file suffix; "
+            "an image_id is the file's name without it (ISIC_0027419), as the images are found by it."
+        )
     unknown = set(metadata["dx"]) - set(DIAGNOSES)
     if unknown:
         raise ValueError(f"{path} has unknown dx value(s) {sorted(unknown)}; use {list(DIAGNOSES)}.")
