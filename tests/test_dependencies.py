@@ -5,10 +5,12 @@ on its own in Colab)."""
 from __future__ import annotations
 
 import ast
+import os
 import re
 import sys
 
 import nbformat
+import pytest
 import tomllib
 
 from tests.conftest import ROOT
@@ -132,3 +134,40 @@ def test_nothing_is_declared_that_nothing_imports():
     unused = declared()["core"] | declared()["book"]
     # tensorflow is Keras's backend (imported by keras, and by the pipeline's tf.data).
     assert unused - imported - {"tensorflow"} == set(), "declared for the chapters but imported by none"
+
+
+@pytest.mark.slow
+@pytest.mark.case(
+    "32.8",
+    "the oldest Keras pyproject.toml allows (Colab's preinstalled Keras may be older than ours)",
+    "the brain model, SliceStandardisation inside it, trains both phases, exports and reads back under it",
+)
+def test_the_oldest_keras_allowed_trains_and_reloads_the_model(tmp_path):
+    """Installs that Keras (no dependencies: ours serve) into a folder put first on the path."""
+    import subprocess
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    oldest = next(
+        re.match(r"keras>=([\d.]+)", spec).group(1) for spec in declared if spec.startswith("keras>=")
+    )
+    install = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-deps",
+        "--target",
+        str(tmp_path),
+        f"keras=={oldest}",
+    ]
+    subprocess.run(install, check=True, capture_output=True)
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "scripts" / "train_and_reload.py")],
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"read back with keras {oldest}" in run.stdout
