@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from benchmarks import colab_time
-from tests.conftest import ROOT
+from tests.conftest import REAL_BRAIN, REAL_HAM, ROOT, SHARED
 from tools import book
 
 TABLE = ROOT / "benchmarks" / "results" / "colab_times.csv"
@@ -19,6 +19,17 @@ RERUN = "defaults changed since the estimate: re-run python -m benchmarks.colab_
 @pytest.fixture(scope="module")
 def estimate() -> pd.DataFrame:
     return pd.read_csv(TABLE, keep_default_na=False, dtype=str).set_index("chapter")
+
+
+@pytest.mark.slow
+def test_the_table_is_what_the_estimate_gives_now(estimate):
+    """The committed table against the estimate made again from the chapters' defaults, the
+    published cpu run and the real datasets' counts: a change to any of them shows here."""
+    for folder in (REAL_BRAIN, REAL_HAM, SHARED / "data" / "lgg"):
+        if not folder.is_dir():
+            pytest.skip(f"the estimate counts the real data's images: {folder} not found (../shared/data)")
+    now = colab_time.estimate(SHARED / "data").astype(str).set_index("chapter")
+    pd.testing.assert_frame_equal(now, estimate[now.columns], check_dtype=False, obj=RERUN)
 
 
 def test_every_chapter_of_the_book_is_estimated(estimate):
