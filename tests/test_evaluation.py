@@ -190,6 +190,11 @@ def test_age_bands_name_each_age_and_the_missing():
     ]
 
 
+@pytest.mark.case(
+    "33.2",
+    "a subgroup or headline proportion of 1.000 (every test image right, every tumour found)",
+    "a Wilson interval on the groups' effective size, never [1.000, 1.000]; under 10 positives a count",
+)
 def test_subgroup_metrics_count_score_and_pool_each_group():
     from medclass.evaluation import subgroup_metrics
 
@@ -204,9 +209,10 @@ def test_subgroup_metrics_count_score_and_pool_each_group():
     assert list(table.index) == ["male", "female", "unknown"]  # unknown: never pooled, last
     assert table.loc["male", ["images", "lesions", "positives"]].tolist() == [30, 15, 15]
     assert table.loc["female", "accuracy"].startswith("0.500 [")
-    assert table.loc["male", "accuracy"] == "1.000 [1.000, 1.000]"
+    assert table.loc["male", "accuracy"] == "1.000 [0.796, 1.000]", "Wilson on 15 lesions, not a point"
     assert table.loc["female", "sensitivity"].startswith("0.500 [")
     assert table.loc["unknown", "images"] == 4
+    assert table.loc["unknown", "sensitivity"] == "2 of 2 found", "under 10 positives: a count"
     small = ["a"] * 30 + ["b"] * 10 + ["c"] * 18
     ordered = subgroup_metrics(small, y_true, probabilities, lesions, 1, 0.5, order=["c", "b", "a"])
     assert list(ordered.index) == ["a", "other (each < 20)"]  # b and c pooled, the pool last
@@ -254,3 +260,26 @@ def test_the_seed_study_scores_each_seed_their_spread_and_their_ensemble():
     assert table.loc["seed 2", "balanced accuracy"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="at least two seeds"):
         evaluation.seed_study(y_true, {1: right})
+
+
+@pytest.mark.case(
+    "33.2",
+    "a headline sensitivity of 1.000 on 40 tumours from 20 patients",
+    "its interval is Wilson's on the 20 patients, not the bootstrap's [1.000, 1.000]",
+)
+def test_a_perfect_headline_proportion_keeps_an_interval():
+    from medclass.evaluation import headline_metrics
+
+    y_true = np.array([1] * 40 + [0] * 40)
+    scores = np.where(y_true == 1, 0.9, 0.1)
+    scores[-1] = 0.95  # one false positive: specificity below 1
+    patients = np.repeat(np.arange(40), 2)
+    table = headline_metrics(y_true, scores, groups=patients)
+    assert table.loc["sensitivity", "value"] == 1.0
+    assert 0.8 < table.loc["sensitivity", "ci_low"] < 0.9 and table.loc["sensitivity", "ci_high"] == 1.0
+    assert (
+        table.loc["specificity", "ci_low"]
+        < table.loc["specificity", "value"]
+        < table.loc["specificity", "ci_high"]
+    )
+    assert list(table.index[:4]) == ["accuracy", "balanced accuracy", "sensitivity", "specificity"]

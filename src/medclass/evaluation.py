@@ -14,6 +14,10 @@ import pandas as pd
 from sklearn import metrics
 
 from medclass import figures
+from medclass.intervals import clustered_wilson
+
+# Fewer positive images than this in a subgroup are reported as a count, not a rate.
+MIN_POSITIVES_FOR_A_RATE = 10
 
 
 def predict_batch(model, images, tta: bool = False) -> np.ndarray:
@@ -173,22 +177,30 @@ def headline_metrics(
     seed: int = 0,
     groups: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """The headline metrics with 95% bootstrap intervals (over ``groups`` when given).
+    """The headline metrics with 95% intervals, over ``groups`` (patients, lesions, copies)
+    when given.
 
     Binary (a vector of P(positive)): accuracy, balanced accuracy, sensitivity, specificity,
     ROC-AUC and average precision (the area under the precision-recall curve). Multi-class
     (one softmax row per image): accuracy, balanced accuracy, macro-F1, weighted-F1, and the
-    macro one-vs-rest ROC-AUC and average precision.
+    macro one-vs-rest ROC-AUC and average precision. Proportions (accuracy, sensitivity,
+    specificity) get Wilson intervals on the groups' effective sample size
+    (:func:`medclass.intervals.clustered_wilson`), which never collapse at 0 or 1; the other
+    metrics a percentile bootstrap over groups.
     """
     y_true = np.asarray(y_true).astype(int)
+    groups = np.arange(len(y_true)) if groups is None else np.asarray(groups)
+    predicted = predicted_labels(probabilities, threshold)
+    proportions = {"accuracy": (predicted == y_true, np.ones(len(y_true), bool))}
+    if probabilities.ndim == 1:
+        proportions["sensitivity"] = (predicted == 1, y_true == 1)
+        proportions["specificity"] = (predicted == 0, y_true == 0)
 
     def at_threshold(metric):
         return lambda labels, scores: metric(labels, predicted_labels(scores, threshold))
 
-    scores = {"accuracy": at_threshold(accuracy), "balanced accuracy": at_threshold(balanced_accuracy)}
+    scores = {"balanced accuracy": at_threshold(balanced_accuracy)}
     if probabilities.ndim == 1:
-        scores["sensitivity"] = at_threshold(recall_of(1))
-        scores["specificity"] = at_threshold(recall_of(0))
         scores["ROC-AUC"] = roc_auc
         scores["average precision"] = average_precision
     else:
@@ -198,11 +210,15 @@ def headline_metrics(
         if len(np.unique(y_true)) == k:
             scores["ROC-AUC (macro, one-vs-rest)"] = one_vs_rest(roc_auc, k)
             scores["average precision (macro)"] = one_vs_rest(average_precision, k)
-    rows = []
+    rows = {}
+    for name, (hits, among) in proportions.items():
+        rows[name] = clustered_wilson(hits[among], groups[among])
     for name, metric in scores.items():
-        estimate, low, high = bootstrap_interval(metric, y_true, probabilities, seed=seed, groups=groups)
-        rows.append({"metric": name, "value": estimate, "ci_low": low, "ci_high": high})
-    return pd.DataFrame(rows).set_index("metric")
+        rows[name] = bootstrap_interval(metric, y_true, probabilities, seed=seed, groups=groups)
+    order = ["accuracy", "balanced accuracy", "sensitivity", "specificity"]
+    names = [name for name in order if name in rows] + [name for name in rows if name not in order]
+    table = pd.DataFrame([rows[name] for name in names], index=names, columns=["value", "ci_low", "ci_high"])
+    return table.rename_axis("metric")
 
 
 AGE_BANDS = (
@@ -235,14 +251,17 @@ def subgroup_metrics(
     order=None,
 ) -> pd.DataFrame:
     """The test metrics within each subgroup (a value per image: sex, age band, body site),
-    with 95% bootstrap intervals over ``groups`` (lesions) inside the subgroup: the model-card
+    with 95% intervals over ``groups`` (lesions) inside the subgroup: the model-card
     practice of disaggregated evaluation (Mitchell et al. 2019).
 
-    Columns: images, lesions, accuracy and balanced accuracy (each image its most probable
-    class), and the sensitivity for class ``positive`` at ``P(positive) >= threshold`` with the
-    number of positive images. Subgroups of fewer than ``min_images`` images are pooled into
-    "other (each < N)", listed last with "unknown" (never pooled); the others come in
-    ``order`` (names), else largest first. An interval is missing where too few lesions make one.
+    Columns: images, lesions, accuracy (a Wilson interval on the lesions' effective sample
+    size) and balanced accuracy (bootstrap over lesions), each image its most probable class;
+    the number of positive images and the sensitivity for class ``positive`` at
+    ``P(positive) >= threshold``: a rate with a Wilson interval from
+    :data:`MIN_POSITIVES_FOR_A_RATE` positives, below that a count ("3 of 4 found").
+    Subgroups of fewer than ``min_images`` images are pooled into "other (each < N)", listed
+    last with "unknown" (never pooled); the others come in ``order`` (names), else largest
+    first. A bootstrap interval is missing where too few lesions make one.
     """
     subgroups = pd.Series(subgroups).reset_index(drop=True).astype(str)
     counts = subgroups.value_counts()
@@ -273,17 +292,19 @@ def subgroup_metrics(
         members = (subgroups == name).to_numpy()
         truth, lesions = y_true[members], groups[members]
         row = {"images": int(members.sum()), "lesions": len(set(lesions))}
-        for metric_name, metric in (("accuracy", accuracy), ("balanced accuracy", balanced_accuracy)):
-            row[metric_name] = shown(
-                *bootstrap_interval(metric, truth, predicted[members], seed=seed, groups=lesions)
-            )
-        is_positive = (truth == positive).astype(int)
-        row["positives"] = int(is_positive.sum())
-        row["sensitivity"] = (
-            shown(*bootstrap_interval(recall_of(1), is_positive, flagged[members], seed=seed, groups=lesions))
-            if is_positive.any()
-            else "–"
+        row["accuracy"] = shown(*clustered_wilson(predicted[members] == truth, lesions))
+        row["balanced accuracy"] = shown(
+            *bootstrap_interval(balanced_accuracy, truth, predicted[members], seed=seed, groups=lesions)
         )
+        is_positive = truth == positive
+        row["positives"] = int(is_positive.sum())
+        found = flagged[members][is_positive] == 1
+        if row["positives"] >= MIN_POSITIVES_FOR_A_RATE:
+            row["sensitivity"] = shown(*clustered_wilson(found, lesions[is_positive]))
+        else:  # a rate of 1 to 9 positives would claim a precision they cannot give
+            row["sensitivity"] = (
+                f"{int(found.sum())} of {row['positives']} found" if row["positives"] else "–"
+            )
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 
@@ -292,14 +313,14 @@ def detection_rate(
     probabilities: np.ndarray, threshold: float, groups: np.ndarray | None = None, seed: int = 0
 ) -> tuple[float, float, float]:
     """``(sensitivity, low, high)`` on a set of positive images only, such as a second source's
-    tumour slices: the share called positive at ``threshold``, with a 95% bootstrap interval over
-    images or, with ``groups``, over duplicate groups."""
+    tumour slices: the share called positive at ``threshold``, with a 95% Wilson interval on the
+    images or, with ``groups``, on the duplicate groups' effective sample size (``seed`` is
+    kept for callers; the interval has no randomness)."""
     probabilities = np.asarray(probabilities, dtype="float64")
     if probabilities.ndim != 1 or not len(probabilities):
         raise ValueError("detection_rate needs a non-empty vector of P(positive).")
-    found = lambda _, scores: float(np.mean(scores >= threshold))  # noqa: E731
-    positives = np.ones(len(probabilities), dtype=int)
-    return bootstrap_interval(found, positives, probabilities, seed=seed, groups=groups)
+    groups = np.arange(len(probabilities)) if groups is None else np.asarray(groups)
+    return clustered_wilson(probabilities >= threshold, groups)
 
 
 SEED_METRICS = ("balanced accuracy", "macro-F1", "accuracy", "weighted-F1")

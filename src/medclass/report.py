@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from medclass import data, datasets
+from medclass.intervals import clustered_wilson
 
 NOT_A_DEVICE = (
     "**This model is a teaching example, not a medical device.** It has not been validated "
@@ -237,13 +238,8 @@ def evaluate_folder(
         table = evaluation.headline_metrics(y_true, probabilities, threshold, seed=seed, groups=groups)
     else:  # accuracy is then one class's recall; ROC-AUC and the other class's rate do not exist
         only = class_names[present[0]]
-        value, low, high = evaluation.bootstrap_interval(
-            lambda labels, scores: float(np.mean(evaluation.predicted_labels(scores, threshold) == labels)),
-            y_true,
-            probabilities,
-            seed=seed,
-            groups=groups,
-        )
+        hits = evaluation.predicted_labels(probabilities, threshold) == y_true
+        value, low, high = clustered_wilson(hits, np.arange(len(hits)) if groups is None else groups)
         table = pd.DataFrame(
             {"value": [value], "ci_low": [low], "ci_high": [high]},
             index=pd.Index([f"recall of {only} (the only class present)"], name="metric"),
