@@ -55,9 +55,20 @@ def test_a_plain_class_folder_is_evaluated_into_a_report(saved_model, synthetic_
     assert table.loc["accuracy", "value"] == pytest.approx(((p >= 0.5) == y).mean())
 
 
+@pytest.mark.case(
+    "32.6",
+    "an external folder whose class folders hold only files that are not images",
+    "'hold no usable image', with the skipped files and why (not 'Expected sub-folders named ...')",
+)
 def test_external_folders_that_cannot_be_used_say_why(saved_model, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         report.evaluate_folder(saved_model, tmp_path / "missing", tmp_path / "out")
+    (tmp_path / "texts" / "Tumor").mkdir(parents=True)
+    (tmp_path / "texts" / "Tumor" / "notes.txt").write_text("not an image")
+    with pytest.raises(
+        ValueError, match=r"class folders .* hold no usable image: all 1 file\(s\) were skipped"
+    ):
+        report.load_folder(tmp_path / "texts", CLASS_NAMES)
     (tmp_path / "empty" / "cats").mkdir(parents=True)
     with pytest.raises(
         ValueError, match=r"sub-folders named after the model's classes: \['Healthy', 'Tumor'\]"
