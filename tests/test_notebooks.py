@@ -401,3 +401,11 @@ def test_the_brain_data_chapter_audits_shortcuts_before_any_training(demo_book):
     assert set(manifest["split"]) >= {"train", "val", "test", "external_val", "external_test"}
     assert set(manifest.loc[manifest["split"].str.startswith("external"), "source"]) == {"br35h", "lgg"}
     assert (manifest.groupby("group")["split"].nunique() == 1).all()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
+def test_the_opening_cell_reads_in_colab_without_myst_roles(path):
+    """Colab shows {doc}, {ref} and {cite} roles as literal text: a chapter's opening cell, the
+    first thing a reader of a Colab badge sees, uses plain Markdown links and citations."""
+    opening = nbformat.read(path, as_version=4).cells[0].source
+    assert not re.findall(r"\{[\w:]+\}`", opening), path.name
