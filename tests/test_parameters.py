@@ -96,6 +96,30 @@ def test_a_misspelled_parameter_name_stops_the_chapter():
     assert "did you mean 'learning_rate'" in message
     assert "In" not in message.split(":", 1)[1].replace("Fix them in", "")
     assert parameters.unknown_names({"In": [], "Out": {}, "math": math, "_": 1}) == []
+    with pytest.raises(parameters.ParameterError, match="brain: not a parameter"):
+        parameters.check({"seed": 1, "brain": {"epochs_frozen": 1}})  # papermill -f <the profile>
+
+
+@pytest.mark.case(
+    "32.8",
+    "the README's papermill commands on a fresh clone (papermill does not make its output folder)",
+    "each folder papermill writes into is made by a command before it",
+)
+def test_the_readme_makes_every_folder_papermill_writes_into():
+    import re
+
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.S)
+    checked = 0
+    for block in blocks:
+        made = set(re.findall(r"mkdir -p (\S+)", block))
+        for output in re.findall(r"papermill \S+\.ipynb (\S+)\.ipynb", block):
+            folder = output.rsplit("/", 1)[0] if "/" in output else "."
+            assert folder == "." or folder in made, f"papermill writes into {folder}/, which nothing makes"
+            checked += 1
+    assert checked >= 2
 
 
 @pytest.mark.case(
