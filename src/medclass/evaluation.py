@@ -239,6 +239,29 @@ def age_bands(ages) -> pd.Series:
     return bands
 
 
+def _pooled_subgroups(subgroups, min_images: int, order) -> tuple[pd.Series, list[str]]:
+    """The subgroups with those under ``min_images`` pooled (never "unknown"), and their names
+    in :func:`subgroup_metrics`'s order."""
+    subgroups = pd.Series(subgroups).reset_index(drop=True).astype(str)
+    counts = subgroups.value_counts()
+    pooled = f"other (each < {min_images})"
+    small = [name for name in counts.index[counts < min_images] if name != "unknown"]
+    if small:
+        subgroups = subgroups.where(~subgroups.isin(small), pooled)
+    present = list(subgroups.value_counts().index)
+    rank = {name: position for position, name in enumerate(order or [])}
+    names = sorted(
+        present,
+        key=lambda name: (
+            name in (pooled, "unknown"),
+            name == "unknown",
+            rank.get(name, len(rank)),
+            present.index(name),
+        ),
+    )
+    return subgroups, names
+
+
 def subgroup_metrics(
     subgroups,
     y_true,
@@ -263,23 +286,7 @@ def subgroup_metrics(
     last with "unknown" (never pooled); the others come in ``order`` (names), else largest
     first. A bootstrap interval is missing where too few lesions make one.
     """
-    subgroups = pd.Series(subgroups).reset_index(drop=True).astype(str)
-    counts = subgroups.value_counts()
-    pooled = f"other (each < {min_images})"
-    small = [name for name in counts.index[counts < min_images] if name != "unknown"]
-    if small:
-        subgroups = subgroups.where(~subgroups.isin(small), pooled)
-    present = list(subgroups.value_counts().index)
-    rank = {name: position for position, name in enumerate(order or [])}
-    names = sorted(
-        present,
-        key=lambda name: (
-            name in (pooled, "unknown"),
-            name == "unknown",
-            rank.get(name, len(rank)),
-            present.index(name),
-        ),
-    )
+    subgroups, names = _pooled_subgroups(subgroups, min_images, order)
     y_true, groups = np.asarray(y_true).astype(int), np.asarray(groups)
     predicted = predicted_labels(probabilities)
     flagged = (np.asarray(probabilities)[:, positive] >= threshold).astype(int)

@@ -177,6 +177,45 @@ def seed_models(dataset: str, run_dir, settings: dict, seeds) -> dict[int, tuple
     return models_by_seed
 
 
+def recipe_for(settings: dict, labels, class_names: list[str], jit_compile: bool) -> training.Recipe:
+    """The training chapter's :class:`medclass.training.Recipe` from its parameters."""
+    return training.Recipe(
+        epochs_frozen=settings["epochs_frozen"],
+        epochs_finetune=settings["epochs_finetune"],
+        learning_rate=settings["learning_rate"],
+        unfreeze_blocks=settings["unfreeze_blocks"],
+        loss=training.LOSS_FOR_IMBALANCE[settings["imbalance"]],
+        class_prior=training.class_prior(labels, class_names)
+        if settings["imbalance"] == "logit_adjusted"
+        else None,
+        cache_features=settings["cache_features"],
+        jit_compile=jit_compile,
+        finetune_schedule=settings.get("finetune_schedule", "plateau"),
+    )
+
+
+def model_metadata(settings: dict, class_names, size, synthetic: bool, brain: bool, manifest: Path) -> dict:
+    """What the training chapter records in ``model.json`` about its run."""
+    kind = "real data" if not synthetic else ("synthetic phantoms" if brain else "synthetic images")
+    metadata = {
+        "class_names": class_names,
+        "image_size": list(size),
+        "threshold": 0.5 if brain else None,
+        "backbone": settings["backbone"],
+        "alpha": settings["alpha"],
+        "weights": settings["weights"],
+        "data": kind,
+        "augmentation": settings["augmentation"],
+    }
+    if brain:
+        metadata |= {
+            "standardise": settings["standardise"],
+            "br35h_in_training": settings["br35h_in_training"],
+            "lgg_in_training": settings.get("lgg_in_training", False),
+        }
+    return metadata | {"manifest_sha256": splits.manifest_hash(manifest)}
+
+
 def train(dataset: str, run_dir: Path, settings: dict) -> training.TrainingResult:
     """The training chapter's cells without their figures and tables: datasets, model, class
     weights, recipe, two phases, and the metadata ``model.json`` records."""
@@ -208,41 +247,8 @@ def train(dataset: str, run_dir: Path, settings: dict) -> training.TrainingResul
     class_weight = None
     if settings["imbalance"] == "class_weight":
         class_weight = training.balanced_class_weight(train_frame["label"], class_names)
-    recipe = training.Recipe(
-        epochs_frozen=settings["epochs_frozen"],
-        epochs_finetune=settings["epochs_finetune"],
-        learning_rate=settings["learning_rate"],
-        unfreeze_blocks=settings["unfreeze_blocks"],
-        loss=training.LOSS_FOR_IMBALANCE[settings["imbalance"]],
-        class_prior=training.class_prior(train_frame["label"], class_names)
-        if settings["imbalance"] == "logit_adjusted"
-        else None,
-        cache_features=settings["cache_features"],
-        jit_compile=accelerator.jit_compile,
-        finetune_schedule=settings.get("finetune_schedule", "plateau"),
-    )
-    metadata = {
-        "class_names": class_names,
-        "image_size": list(size),
-        "threshold": 0.5 if brain else None,
-        "backbone": settings["backbone"],
-        "alpha": settings["alpha"],
-        "weights": settings["weights"],
-        "data": "real data"
-        if not frame.attrs.get("synthetic")
-        else ("synthetic phantoms" if brain else "synthetic images"),
-        "augmentation": settings["augmentation"],
-        **(
-            {
-                "standardise": settings["standardise"],
-                "br35h_in_training": settings["br35h_in_training"],
-                "lgg_in_training": settings.get("lgg_in_training", False),
-            }
-            if brain
-            else {}
-        ),
-        "manifest_sha256": splits.manifest_hash(manifest),
-    }
+    recipe = recipe_for(settings, train_frame["label"], class_names, accelerator.jit_compile)
+    metadata = model_metadata(settings, class_names, size, frame.attrs.get("synthetic"), brain, manifest)
     return training.train_two_phase(
         model,
         base,

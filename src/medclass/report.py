@@ -232,7 +232,6 @@ def evaluate_folder(
     dataset = pipeline.make_dataset(frame, class_names, info["image_size"], batch_size)
     y_true, probabilities = evaluation.predict_probabilities(model, dataset, tta=recorded.get("tta", False))
     probabilities = calibration.apply_temperature(probabilities, recorded.get("temperature", 1.0))
-    predicted = evaluation.predicted_labels(probabilities, threshold)
     present = sorted(set(y_true.tolist()))
     if len(present) > 1:
         table = evaluation.headline_metrics(y_true, probabilities, threshold, seed=seed, groups=groups)
@@ -244,6 +243,18 @@ def evaluate_folder(
             {"value": [value], "ci_low": [low], "ci_high": [high]},
             index=pd.Index([f"recall of {only} (the only class present)"], name="metric"),
         )
+    write_report(out, frame, table, y_true, probabilities, threshold, info, recorded, data_dir, seed)
+    return table
+
+
+def write_report(out: Path, frame, table, y_true, probabilities, threshold, info, recorded, data_dir, seed):
+    """The report's files in ``out``: metrics, per-image predictions, the skipped files, the
+    figures and the model card."""
+    from medclass import evaluation
+
+    class_names = info["class_names"]
+    predicted = evaluation.predicted_labels(probabilities, threshold)
+    present = sorted(set(y_true.tolist()))
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "metrics.csv")
     evaluation.classification_report(y_true, probabilities, class_names, threshold).to_csv(out / "report.csv")
@@ -261,7 +272,6 @@ def evaluate_folder(
     (out / "model_card.md").write_text(
         model_card(card_info, sections, f"{info.get('backbone')} on external data")
     )
-    return table
 
 
 def check_out(out: Path, model_dir, data_dir) -> None:
