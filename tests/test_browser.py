@@ -16,7 +16,7 @@ import pytest
 
 from medclass import serving
 from tests.conftest import ROOT
-from tools import book
+from tools import book, served_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.alone]  # a server, a browser
 
@@ -43,7 +43,7 @@ def page(chromium):
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=chromium, headless=True, args=serving.HEADLESS_CHROMIUM_FLAGS
+            executable_path=chromium, headless=True, args=served_app.HEADLESS_CHROMIUM_FLAGS
         )
         yield browser.new_page(viewport={"width": 1400, "height": 1000})
         browser.close()
@@ -53,7 +53,7 @@ def test_the_app_in_chromium_predicts_an_uploaded_image(page, saved_model, synth
     scan = sorted((synthetic_dir / "Training" / "glioma").glob("*.jpg"))[0]
     expected = serving.predict(serving.load_bundle(saved_model), serving.read_image(scan.read_bytes())[0])
     predicted = max(expected, key=expected.get)
-    with serving.served_app(saved_model, tmp_path / "streamlit.log") as url:
+    with served_app.served_app(saved_model, tmp_path / "streamlit.log") as url:
         page.goto(url)
         page.get_by_text("not a medical device").first.wait_for(timeout=120_000)
         # The uploader renders after the notice; under load that took more than Playwright's

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
 
 from medclass import models
 from medclass.concepts import convolution, residual, transfer
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_sobel_filter_answers_at_a_vertical_edge_and_nowhere_else():
@@ -148,3 +153,26 @@ def test_a_missing_weights_file_falls_back_to_the_keras_download(tmp_path, capsy
     assert models.resolve_weights(None) is None
     assert models.resolve_weights(str(tmp_path / "missing.weights.h5")) == "imagenet"
     assert "No weights file" in capsys.readouterr().out
+
+
+def test_the_chapters_keras_cells_run_in_a_fresh_namespace_with_keras_alone():
+    """The cells that define the networks need nothing from the book's package."""
+    import nbformat
+
+    notebook = nbformat.read(ROOT / "notebooks" / "concepts_02_resnet.ipynb", as_version=4)
+    cells = [
+        cell.source
+        for cell in notebook.cells
+        if cell.cell_type == "code" and re.search(r"^def (deep_cnn|gradient_norms)\(", cell.source, re.M)
+    ]
+    namespace: dict = {}
+    exec(
+        "import keras\nimport numpy as np\nimport pandas as pd\nimport tensorflow as tf\n"
+        "from keras import layers\n" + "\n".join(cells),
+        namespace,
+    )
+    x, y, _, _ = residual.digits()
+    network = namespace["deep_cnn"](6, 8, residual=True, batch_norm=True)
+    norms = namespace["gradient_norms"](network, x[:32], y[:32])
+    assert len(norms) == 7 and (norms > 0).all()
+    assert any(isinstance(layer, keras.layers.Add) for layer in network.layers)

@@ -283,3 +283,14 @@ def test_a_perfect_headline_proportion_keeps_an_interval():
         < table.loc["specificity", "ci_high"]
     )
     assert list(table.index[:4]) == ["accuracy", "balanced accuracy", "sensitivity", "specificity"]
+
+
+def test_flip_averaging_is_used_only_when_allowed_and_it_lowers_the_validation_log_loss():
+    y = np.array([0, 1, 1, 0])
+    sharp, vague = np.array([0.1, 0.9, 0.8, 0.2]), np.array([0.4, 0.6, 0.55, 0.45])
+    assert evaluation.choose_tta(y, vague, sharp, allowed=True)[0] is True
+    used, why = evaluation.choose_tta(y, sharp, vague, allowed=True)
+    assert used is False and "did not lower" in why
+    assert evaluation.choose_tta(y, vague, sharp, allowed=False)[0] is False
+    three = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1]])
+    assert evaluation.log_loss([0, 1], three) == pytest.approx(-np.log(0.8))

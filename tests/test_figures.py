@@ -54,3 +54,13 @@ def test_the_chapters_widest_figures_fit_the_page(tmp_path, history):
     for figure in drawn:
         assert figure.get_size_inches()[0] <= figures.PAGE_WIDTH + 1e-9
         plt.close(figure)
+
+
+def test_an_empty_gallery_is_a_sentence_not_an_empty_figure(capsys):
+    import matplotlib.pyplot as plt
+
+    before = len(plt.get_fignums())
+    empty = pd.DataFrame(columns=["path", "label", "score"])
+    assert evaluation.plot_gallery(empty, "P(mel)", title="Most confident false negatives") is None
+    assert len(plt.get_fignums()) == before
+    assert "Most confident false negatives: none" in capsys.readouterr().out

@@ -168,3 +168,15 @@ def test_gradcam_peaks_inside_the_planted_mass(tmp_path, capsys):
     # claim is restated from that spread: at least 0.65 (the masses are about 2% of the slice;
     # the last layer's map reaches 9-43%).
     assert rates[(finer, "gradcam++")] >= 0.65
+
+
+def test_the_share_of_a_map_in_the_corners_is_measured_against_a_uniform_map():
+    uniform = np.ones((1, 64, 64))
+    centre = np.zeros((1, 64, 64))
+    centre[0, 24:40, 24:40] = 1
+    corners = np.zeros((1, 64, 64))
+    corners[0, :8, :8] = corners[0, -8:, -8:] = 1
+    shares = gradcam.energy_outside_disc(np.concatenate([uniform, centre, corners]))
+    assert shares[0] == pytest.approx(gradcam.UNIFORM_OUTSIDE, abs=0.01)
+    assert shares[1] == 0 and shares[2] > 0.95
+    assert np.isnan(gradcam.energy_outside_disc(np.zeros((1, 8, 8)))[0]), "an empty map has no share"

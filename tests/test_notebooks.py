@@ -17,6 +17,7 @@ import yaml
 
 from medclass import parameters
 from tests.conftest import ROOT
+from tests.test_chapter_code import WRITTEN_ON_THE_PAGE
 from tools import book
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -99,8 +100,13 @@ def test_skeleton(notebook):
     setup = [code[0], code[3], *code[4 : code.index(rest[0])]]  # install, check, Drive
     assert all("hide-cell" in cell.metadata.get("tags", []) for cell in setup), "setup folded in the book"
     assert any(re.search(r"^## Summary", c.source, re.M) for c in cells if c.cell_type == "markdown")
+    taught = {name for chapter, _, name in WRITTEN_ON_THE_PAGE if chapter == path.stem}
     for cell in code:
-        assert "\ndef " not in f"\n{cell.source}", f"{path.name} defines a function: it belongs in src/"
+        for defined in re.findall(r"^def (\w+)\(", cell.source, re.M):
+            assert defined in taught, (
+                f"{path.name} defines {defined}: a chapter writes out only what it teaches, kept "
+                "identical in src/ and listed in tests/test_chapter_code.py; plumbing belongs in src/"
+            )
 
 
 def test_notebook_code_is_formatted_to_the_page_width():

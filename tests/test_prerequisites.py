@@ -281,3 +281,25 @@ def test_each_chapter_runs_alone_in_a_fresh_environment(chapter, colab_kernel, l
         assert "No model in outputs/" in text, "the model is trained, and said so"
         dataset = "brain_mri" if chapter.startswith("brain") else "ham10000"
         assert (target.parent / "outputs" / dataset / "evaluation.json").exists()
+
+
+@pytest.mark.parametrize("chapter", ["brain_01_data", "skin_01_data"])
+def test_the_data_chapters_record_the_settings_the_later_chapters_check(chapter):
+    """A manifest without settings is used as it is, unchecked (and the page said "an older
+    medclass"): the data chapter records the same settings as the split the later chapters
+    would make themselves."""
+    import ast
+
+    notebook = nbformat.read(ROOT / "notebooks" / f"{chapter}.ipynb", as_version=4)
+    cell = next(cell.source for cell in notebook.cells if "splits.write_manifest(" in cell.source)
+    recorded = next(
+        node.value
+        for node in ast.walk(ast.parse(cell))
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "frame.attrs['settings']"
+    )
+    keys = {key.value for key in recorded.keys}
+    dataset = "brain_mri" if chapter.startswith("brain") else "ham10000"
+    expected = {"seed", "max_images"} | (
+        {"br35h_in_training", "lgg_in_training"} if dataset == "brain_mri" else set()
+    )
+    assert keys == expected

@@ -22,6 +22,8 @@ from pathlib import Path
 import yaml
 
 from medclass import records
+from tools.notebook_stderr import remove_startup_noise
+from tools.page_parameters import show_values_once
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES_DIR = ROOT / "notebooks" / "profiles"
@@ -480,6 +482,7 @@ def execute_notebook(source: Path, target: Path, parameters: dict, profile_name:
     seconds = time.perf_counter() - started
     document = nbformat.read(partial, as_version=4)
     document.metadata["medclass"] = provenance(profile_name, source, parameters, started_at, seconds)
+    document.metadata["medclass"]["startup_stderr_lines_removed"] = remove_startup_noise(document)
     nbformat.write(document, partial)
     partial.replace(target)
     print(f"executed {source.relative_to(ROOT)} in {seconds:.0f} s", flush=True)
@@ -560,6 +563,7 @@ def stage_book(executed_dir: Path, stage_dir: Path) -> None:
     (stage_dir / "notebooks").mkdir()
     for source in toc_notebooks():
         document = nbformat.read(executed_dir / source.name, as_version=4)
+        show_values_once(document)
         if "medclass" in document.metadata:
             note = nbformat.v4.new_markdown_cell(provenance_markdown(document.metadata["medclass"]))
             document.cells.insert(1, note)
@@ -629,7 +633,7 @@ def build_html(stage_dir: Path, html_dir: Path) -> None:
     shutil.copytree(stage_dir / "_build" / "html", html_dir)
 
 
-def main(argv: list[str] | None = None) -> None:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", default="demo", help="a file in notebooks/profiles/, without .yaml")
     parser.add_argument("--data-dir", help="folder of the real data (overrides the profile's data_dir)")
@@ -668,32 +672,23 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="write notebooks/profiles/<profile>/<chapter>.yaml for every profile, then stop",
     )
-    args = parser.parse_args(argv)
-    if args.write_parameters:
-        for name in sorted(path.stem for path in PROFILES_DIR.glob("*.yaml")):
-            for path in write_chapter_parameters(name):
-                print("wrote", path.relative_to(ROOT))
-        return
-    if args.sync_links:
-        for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
-            for problem in link_problems(notebook, fix=True):
-                print("fixed", problem)
-        return
+    return parser.parse_args(argv)
 
-    build_dir = Path(args.build_dir).resolve()
-    if args.render:
-        source = PUBLISHED_DIR / args.render
-        if not source.is_dir():
-            raise SystemExit(
-                f"No published results at {source}; run make book PROFILE={args.render} DATA_DIR=... first."
-            )
-        stage_book(source, build_dir / "stage" / f"published-{args.render}")
-        build_html(build_dir / "stage" / f"published-{args.render}", build_dir / "published" / "html")
-        print(f"published book built: {build_dir / 'published' / 'html' / 'index.html'}")
-        return
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
-    profile = read_profile(args.profile)
+def _render(name: str, build_dir: Path) -> None:
+    """``--render``: the book from ``book/published/<name>``, executing nothing."""
+    source = PUBLISHED_DIR / name
+    if not source.is_dir():
+        raise SystemExit(
+            f"No published results at {source}; run make book PROFILE={name} DATA_DIR=... first."
+        )
+    stage_book(source, build_dir / "stage" / f"published-{name}")
+    build_html(build_dir / "stage" / f"published-{name}", build_dir / "published" / "html")
+    print(f"published book built: {build_dir / 'published' / 'html' / 'index.html'}")
+
+
+def _execute(args: argparse.Namespace, profile: dict, build_dir: Path) -> list[Path]:
+    """Execute the chosen chapters of ``args.profile`` into ``build_dir/executed/<profile>``."""
     for path in write_chapter_parameters(args.profile):
         print(f"updated {path.relative_to(ROOT)} from the profile", flush=True)
     overrides = {"data_dir": str(Path(args.data_dir).resolve())} if args.data_dir else {}
@@ -707,33 +702,63 @@ def main(argv: list[str] | None = None) -> None:
     }
     jobs = args.jobs or (2 if args.profile == "demo" else 1)
     execute_chains(runs, executed_dir, args.profile, jobs)
-    executed = [executed_dir / source.name for source in chosen]
     print(f"executed all notebooks in {time.perf_counter() - started:.0f} s", flush=True)
+    return [executed_dir / source.name for source in chosen]
+
+
+def _publish_run(args: argparse.Namespace, profile: dict, executed: list[Path]) -> None:
+    """A cpu or full run's chapters and models into ``book/published/``, unless asked not to."""
     partial = args.only is not None and len(executed) < len(toc_notebooks())
-    if partial and args.profile != "demo" and not args.no_publish and not args.publish:
+    if args.profile == "demo" or args.no_publish:
+        return
+    if partial and not args.publish:
         print(
             f"not publishing: --only ran {len(executed)} of {len(toc_notebooks())} chapters. Add --publish "
             f"to replace just those in {PUBLISHED_DIR / args.profile} (each chapter keeps its own note of "
             "the commit and run that produced it).",
             flush=True,
         )
-    elif args.profile != "demo" and not args.no_publish:
-        print(f"published {len(executed)} chapters to {publish(executed, args.profile)}", flush=True)
-        evaluated = [
-            parameters_for(profile, path.stem).get("dataset")
-            or notebook_defaults(ROOT / "notebooks" / path.name)["dataset"]
-            for path in executed
-            if path.stem.endswith("_evaluation")
-        ]
-        output_dir = ROOT / parameters_for(profile, "brain")["output_dir"]
-        for target in publish_models(output_dir, evaluated, args.profile):
-            print(f"published the exported model to {target}", flush=True)
-        if args.profile == "cpu":  # the performance appendix quotes this run's tables
-            from tools import published_results
+        return
+    print(f"published {len(executed)} chapters to {publish(executed, args.profile)}", flush=True)
+    evaluated = [
+        parameters_for(profile, path.stem).get("dataset")
+        or notebook_defaults(ROOT / "notebooks" / path.name)["dataset"]
+        for path in executed
+        if path.stem.endswith("_evaluation")
+    ]
+    output_dir = ROOT / parameters_for(profile, "brain")["output_dir"]
+    for target in publish_models(output_dir, evaluated, args.profile):
+        print(f"published the exported model to {target}", flush=True)
+    if args.profile == "cpu":  # the performance appendix quotes this run's tables
+        from tools import published_results
 
-            generated = PUBLISHED_DIR.parent / "generated" / "published_results.md"
-            published_results.main(["--profile", args.profile, "--output", str(generated)])
+        generated = PUBLISHED_DIR.parent / "generated" / "published_results.md"
+        published_results.main(["--profile", args.profile, "--output", str(generated)])
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _arguments(argv)
+    if args.write_parameters:
+        for name in sorted(path.stem for path in PROFILES_DIR.glob("*.yaml")):
+            for path in write_chapter_parameters(name):
+                print("wrote", path.relative_to(ROOT))
+        return
+    if args.sync_links:
+        for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+            for problem in link_problems(notebook, fix=True):
+                print("fixed", problem)
+        return
+    build_dir = Path(args.build_dir).resolve()
+    if args.render:
+        _render(args.render, build_dir)
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    profile = read_profile(args.profile)
+    started = time.perf_counter()
+    executed = _execute(args, profile, build_dir)
+    _publish_run(args, profile, executed)
     if not args.skip_html:
+        executed_dir = build_dir / "executed" / args.profile
         stage_book(executed_dir, build_dir / "stage" / args.profile)
         build_html(build_dir / "stage" / args.profile, build_dir / "html")
         print(f"book built in {time.perf_counter() - started:.0f} s: {build_dir / 'html' / 'index.html'}")

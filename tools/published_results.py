@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medclass import report
+from medclass import intervals, report
 from medclass.runtime import RESULT_KEY
 from tools import book
 
@@ -238,7 +238,7 @@ def evaluation_sections(results: dict, evaluations: dict) -> list[str]:
             "",
             markdown_table(results[f"{name}_validation_tta"], "metric"),
             "",
-            f"Test split ({rule}), 95% bootstrap intervals over {group}:",
+            f"Test split ({rule}); {intervals.described(group)}:",
             "",
             markdown_table(results[f"{name}_test"], "metric"),
             "",
@@ -334,7 +334,8 @@ def markdown(profile: str = "cpu", published: tuple | None = None) -> str:
     lines = [
         f"Made by `python -m tools.published_results --profile {profile}` from "
         f"`book/published/{profile}/`: each chapter's provenance record, the tables it printed, "
-        "and the models' `evaluation.json`. Intervals are 95% bootstrap intervals.",
+        "and the models' `evaluation.json`. Intervals are 95% intervals: Wilson score intervals "
+        "for accuracy, sensitivity and specificity, a percentile bootstrap for the other metrics.",
         "",
         "| chapter | started (UTC) | commit | run time | headline result (test split unless said) |",
         "|---|---|---|---|---|",

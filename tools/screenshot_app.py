@@ -16,7 +16,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from medclass import serving
+from tools import served_app
 
 
 def main() -> None:
@@ -31,9 +31,9 @@ def main() -> None:
     if chromium is None:
         raise SystemExit("No chromium on PATH: run tools/install_chromium.sh first.")
     scratch = Path(tempfile.mkdtemp())
-    with serving.served_app(args.model, scratch / "streamlit.log") as url, sync_playwright() as playwright:
+    with served_app.served_app(args.model, scratch / "streamlit.log") as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=chromium, headless=True, args=serving.HEADLESS_CHROMIUM_FLAGS
+            executable_path=chromium, headless=True, args=served_app.HEADLESS_CHROMIUM_FLAGS
         )
         page = browser.new_page(viewport={"width": 1400, "height": 1050})
         page.goto(url)

@@ -53,6 +53,26 @@ def as_columns(probabilities: np.ndarray) -> np.ndarray:
     return np.stack([1 - probabilities, probabilities], axis=1) if probabilities.ndim == 1 else probabilities
 
 
+def log_loss(y_true, probabilities) -> float:
+    """Mean cross-entropy of the true classes (the validation loss training monitored)."""
+    columns = np.clip(as_columns(probabilities), 1e-7, 1)
+    columns = columns / columns.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 +- 1e-7
+    return float(metrics.log_loss(y_true, columns, labels=list(range(columns.shape[1]))))
+
+
+def choose_tta(y_val, plain, flipped, allowed: bool) -> tuple[bool, str]:
+    """The rule for test-time augmentation, applied on validation: flip averaging is used when
+    ``allowed`` (the chapter's ``tta`` parameter) and it lowers the validation log-loss, a
+    threshold-free score of every probability. Returns the decision and a sentence saying why."""
+    without, with_flips = log_loss(y_val, plain), log_loss(y_val, flipped)
+    scores = f"validation log-loss {without:.4f} without flip averaging, {with_flips:.4f} with it"
+    if not allowed:
+        return False, f"Flip averaging is off (tta=False); {scores}."
+    if with_flips < without:
+        return True, f"Flip averaging is used: it lowered the {scores}."
+    return False, f"Flip averaging is not used: it did not lower the {scores}."
+
+
 def predicted_labels(probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     """Class indices: sigmoid outputs against ``threshold``, softmax outputs by argmax."""
     if probabilities.ndim == 1:
@@ -485,15 +505,17 @@ def confident_errors(
 
 def plot_gallery(errors: pd.DataFrame, score_name: str, title: str = ""):
     """The images of :func:`confident_errors` as the model read them (:mod:`medclass.images`),
-    titled with their true label and score."""
+    titled with their true label and score. With no error to show it draws no figure, says so
+    in a line, and returns None."""
     from medclass.images import read_rgb
 
+    if errors.empty:
+        print(f"{title or 'Errors'}: none, so no figure.")
+        return None
     columns = max(1, min(6, len(errors)))
     figure, axes = figures.grid(1, columns, cell=(2.0, 2.5))
     for axis in axes.flat:
         axis.axis("off")
-    if errors.empty:
-        axes[0, 0].text(0.5, 0.5, "none", ha="center", va="center")
     for axis, (_, row) in zip(axes.flat, errors.iterrows(), strict=False):
         axis.imshow(read_rgb(row["path"]))
         axis.set_title(f"true {row['label']}\n{score_name}={row['score']:.3f}", fontsize=8, color="red")

@@ -29,6 +29,9 @@ from medclass import figures
 METHODS = ("gradcam", "gradcam++")
 
 
+METHOD_TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++"}
+
+
 def find_backbone(model: keras.Model) -> keras.Model:
     """The nested backbone model inside a classifier from :func:`medclass.models.build_classifier`."""
     nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
@@ -195,8 +198,26 @@ def plot_overlays(
         axes[1, column].imshow(overlay(image, heatmap))
     for axis in axes.flat:
         axis.axis("off")
-    figure.suptitle(title or f"{method} at {layer or last_conv_layer(find_backbone(model))}")
+    where = f"layer {layer}" if layer else "the backbone's last convolutional layer"
+    figure.suptitle(title or f"{METHOD_TITLES[method]} at {where}")
     return figure
+
+
+def energy_outside_disc(heatmaps: np.ndarray) -> np.ndarray:
+    """Each heatmap's share of its total value outside the disc inscribed in the image: the
+    corners, where a dermatoscope's field of view ends. A uniform map puts ``UNIFORM_OUTSIDE``
+    there; a map above that leans on the corners, not on the lesion in the middle."""
+    heatmaps = np.asarray(heatmaps, dtype="float64")
+    height, width = heatmaps.shape[1:3]
+    rows, columns = np.mgrid[0:height, 0:width]
+    outside = ((rows + 0.5 - height / 2) / (height / 2)) ** 2 + (
+        (columns + 0.5 - width / 2) / (width / 2)
+    ) ** 2 > 1
+    totals = heatmaps.sum(axis=(1, 2))
+    return np.where(totals > 0, heatmaps[:, outside].sum(axis=1) / np.where(totals > 0, totals, 1), np.nan)
+
+
+UNIFORM_OUTSIDE = 1 - np.pi / 4  # the corners' share of the area
 
 
 def peak_inside(heatmap: np.ndarray, mask: np.ndarray) -> bool:

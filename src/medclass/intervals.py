@@ -1,15 +1,27 @@
 """Intervals for proportions that never collapse at 0 or 1: Wilson's score interval, on the
 effective sample size when images come in groups (patients, lesions, copies).
 
-First used in chapter "Brain MRI: evaluation" (notebooks/brain_03_evaluation.ipynb), for the
-sensitivity and specificity of the headline table; a percentile bootstrap of a proportion of
-1.000 gives [1.000, 1.000], which claims a certainty no test set of a few hundred images has.
+First used in chapter "Transfer learning" (notebooks/concepts_03_transfer.ipynb), for the
+validation accuracies of the strategies; explained in chapter "Brain MRI: evaluation"
+(notebooks/brain_03_evaluation.ipynb), for the sensitivity and specificity of the headline
+table: a percentile bootstrap of a proportion of 1.000 gives [1.000, 1.000], which claims a
+certainty no test set of a few hundred images has.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.stats import norm
+
+
+def described(unit: str, resamples: int = 1000) -> str:
+    """The sentence under a table of :func:`medclass.evaluation.headline_metrics`: how its 95%
+    intervals were made, over ``unit`` (such as "duplicate groups" or "lesions")."""
+    return (
+        f"95% intervals over {unit}: Wilson score intervals on the effective sample size for "
+        f"accuracy, sensitivity and specificity; a percentile bootstrap ({resamples:,} resamples) "
+        "for the other metrics"
+    )
 
 
 def clustered_wilson(hits, groups, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -35,7 +47,13 @@ def clustered_wilson(hits, groups, confidence: float = 0.95) -> tuple[float, flo
         effective = min(n, share * (1 - share) / robust) if robust > 0 else n
     else:
         effective = n_groups
+    return (share, *wilson(share, effective, confidence))
+
+
+def wilson(share: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
+    """``(low, high)``: Wilson's score interval for a proportion ``share`` of ``n`` independent
+    observations (or an effective sample size)."""
     z = norm.ppf(0.5 + confidence / 2)
-    centre = (share + z**2 / (2 * effective)) / (1 + z**2 / effective)
-    half = z / (1 + z**2 / effective) * np.sqrt(share * (1 - share) / effective + z**2 / (4 * effective**2))
-    return share, float(max(0.0, centre - half)), float(min(1.0, centre + half))
+    centre = (share + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z / (1 + z**2 / n) * np.sqrt(share * (1 - share) / n + z**2 / (4 * n**2))
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))

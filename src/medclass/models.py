@@ -267,6 +267,8 @@ def build_classifier(
     The output layer computes in float32, so the model also trains under mixed precision.
     With ``standardise=True`` a :class:`SliceStandardisation` layer (greyscale, crop to the
     foreground, intensity stretch) sits between resizing and the backbone's preprocessing.
+    Written out in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb), which
+    teaches it; tests/test_chapter_code.py keeps the two identical.
     """
     image_size = image_size_for(backbone, image_size)
     if num_classes < 2:

@@ -169,9 +169,9 @@ def seed_models(dataset: str, run_dir, settings: dict, seeds) -> dict[int, tuple
         older = (seed_dir / "model.keras").stat().st_mtime < (Path(run_dir) / "model.keras").stat().st_mtime
         if info.get("manifest_sha256") != splits.manifest_hash(manifest) or older:
             why = "on another split" if not older else "before the model of this run, maybe to another recipe"
-            print(f"The model of seed {seed} was trained {why}: training it again.")
+            print(f"The model of seed {seed} was trained {why}: training it again (no log per epoch).")
             seed_everything(seed)
-            train(dataset, seed_dir, seed_settings)
+            train(dataset, seed_dir, seed_settings, verbose=0)
             model, info = saved_models.load_model(seed_dir)
         models_by_seed[seed] = (model, info)
     return models_by_seed
@@ -216,9 +216,10 @@ def model_metadata(settings: dict, class_names, size, synthetic: bool, brain: bo
     return metadata | {"manifest_sha256": splits.manifest_hash(manifest)}
 
 
-def train(dataset: str, run_dir: Path, settings: dict) -> training.TrainingResult:
+def train(dataset: str, run_dir: Path, settings: dict, verbose: int = 2) -> training.TrainingResult:
     """The training chapter's cells without their figures and tables: datasets, model, class
-    weights, recipe, two phases, and the metadata ``model.json`` records."""
+    weights, recipe, two phases, and the metadata ``model.json`` records. ``verbose`` is Keras's
+    (0: no line per epoch)."""
     from medclass import hardware
 
     accelerator = hardware.configure()
@@ -262,4 +263,5 @@ def train(dataset: str, run_dir: Path, settings: dict) -> training.TrainingResul
         tracking_dir=settings["output_dir"],
         batch_size=batch_size,
         metadata=metadata,
+        verbose=verbose,
     )

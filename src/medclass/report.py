@@ -137,11 +137,16 @@ def model_card(info: dict, sections: dict[str, str], title: str) -> str:
         "",
         "## Model",
         "",
-        f"- Backbone: {info.get('backbone')} (alpha {info.get('alpha', 1.0)})",
+        f"- Backbone: {info.get('backbone')}"
+        + (f" (alpha {info['alpha']})" if info.get("backbone") == "mobilenet_v2" and "alpha" in info else ""),
         f"- Initial weights: {info.get('weights')}",
         f"- Input: RGB images resized inside the model to {info.get('image_size')} px; raw 0-255 pixels in",
         f"- Classes: {', '.join(info.get('class_names', []))}",
-        f"- Decision threshold: {info.get('threshold')}",
+        (
+            f"- Decision threshold: P({info.get('class_names', ['', '?'])[-1]}) >= {info['threshold']:g}"
+            if info.get("threshold") is not None
+            else "- Decision rule: the most probable class"
+        ),
         f"- MLflow run: {info.get('mlflow_run_id')}",
         "",
         "## Data",

@@ -32,12 +32,12 @@ def library_versions(names=("medclass", "keras", "tensorflow", "numpy", "pandas"
 
 
 def print_versions() -> None:
-    """Print the versions above and the Keras backend, one per line."""
+    """Print the versions above and the Keras backend on one line."""
     import keras
 
-    for name, version in library_versions().items():
-        print(f"{name:>14}: {version}")
-    print(f"{'keras backend':>14}: {keras.backend.backend()}")
+    versions = library_versions()
+    versions["keras"] += f" ({keras.backend.backend()} backend)"
+    print("Versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()))
 
 
 class FolderBusy(RuntimeError):

@@ -2,7 +2,8 @@
 so that it can be tested without a browser.
 
 Defined in chapter "Deployment: the demo app" (book/deployment.md); the page is
-``src/medclass/app/streamlit_app.py``.
+``src/medclass/app/streamlit_app.py``. First used in chapter "Skin lesions: evaluation"
+(notebooks/skin_03_evaluation.ipynb), which measures the app's risk colours on the test split.
 
 The app serves any model exported by a training chapter: a folder with ``model.keras`` and its
 ``model.json`` sidecar (class names, image size), and, once the evaluation chapter has run,
@@ -11,13 +12,8 @@ The app serves any model exported by a training chapter: a folder with ``model.k
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,18 +27,6 @@ DEFAULT_OUTPUTS = ROOT / "_build" / "outputs"
 # The cpu run's exported models, committed with the book: what the app serves on a fresh clone.
 PUBLISHED_MODELS = ROOT / "book" / "published" / "cpu" / "models"
 APP = Path(__file__).resolve().parent / "app" / "streamlit_app.py"
-# Headless Chromium as root in a closed network (the browser test, tools/screenshot_app.py): no
-# sandbox, and none of Chromium's background connections.
-HEADLESS_CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-]
 
 MAX_UPLOAD_MB = 20  # the same cap as server.maxUploadSize in .streamlit/config.toml
 MAX_PIXELS = 40_000_000  # larger images are refused before they are decoded
@@ -318,16 +302,21 @@ def class_definitions() -> dict[str, str]:
 
 
 def risk_thresholds(bundle: Bundle) -> tuple[float, float, str]:
-    """``(amber, red, where red comes from)``.
+    """``(amber, red, where red comes from)`` for ``bundle``: see :func:`thresholds_for`."""
+    return thresholds_for(bundle.evaluation, bundle.class_names)
+
+
+def thresholds_for(evaluation: dict, class_names: list[str]) -> tuple[float, float, str]:
+    """``(amber, red, where red comes from)`` from a model's ``evaluation.json`` values.
 
     Red is the operating threshold the evaluation chapter chose on validation, when it was
     chosen for the risk score itself (P(Tumor) for the brain model); otherwise ``RED_DEFAULT``.
-    Amber starts at ``AMBER_FRACTION`` of red.
+    Amber starts at ``AMBER_FRACTION`` of red. The skin evaluation chapter measures this rule.
     """
-    chosen_for = bundle.evaluation.get("operating_class")
-    if chosen_for and risk_classes(bundle.class_names) == [chosen_for]:
-        red = float(bundle.evaluation["operating_threshold"])
-        target = bundle.evaluation.get("target_sensitivity")
+    chosen_for = evaluation.get("operating_class")
+    if chosen_for and risk_classes(class_names) == [chosen_for]:
+        red = float(evaluation["operating_threshold"])
+        target = evaluation.get("target_sensitivity")
         source = f"the operating threshold chosen on validation for sensitivity {target}"
     else:
         red, source = RED_DEFAULT, "the default, 0.5"
@@ -391,50 +380,3 @@ def explanation_caption(bundle: Bundle, class_name: str) -> str:
         f"{chosen['measured_on']}, "
         f"and outside it on the rest"
     )
-
-
-@contextlib.contextmanager
-def served_app(model_dir: str | Path, log: str | Path, port: int | None = None, timeout: float = 90):
-    """Serve the app with ``streamlit run`` on localhost (``make app`` does the same) for as long
-    as the ``with`` block lasts; yields its URL. The server's output goes to ``log``."""
-    import socket
-
-    if port is None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(APP),
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-        "--",
-        "--model",
-        str(model_dir),
-    ]
-    log = Path(log)
-    with log.open("w") as output:
-        server = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + timeout
-            while True:
-                with contextlib.suppress(OSError):
-                    if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                        break
-                if server.poll() is not None:
-                    raise RuntimeError(f"streamlit exited with {server.returncode}:\n{log.read_text()}")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"streamlit did not answer in {timeout:.0f} s:\n{log.read_text()}")
-                time.sleep(0.5)
-            yield url
-        finally:
-            server.terminate()
-            server.wait(timeout=30)

@@ -411,6 +411,7 @@ class Run:
         tracking_dir: str | Path | None = None,
         callbacks: list | None = None,
         batch_size: int = 32,
+        verbose: int = 2,
     ):
         from medclass.models import backbone_blocks
 
@@ -426,6 +427,7 @@ class Run:
             records.check_model_info(self.metadata, "metadata")
         self.model, self.backbone, self.num_classes, self.recipe = model, backbone, num_classes, recipe
         self.class_weight, self.plain_train_ds, self.batch_size = class_weight, plain_train_ds, batch_size
+        self.verbose = verbose  # Keras's: 2 logs a line per epoch, 0 nothing (the seed study's runs)
         self.callbacks = list(callbacks or [])
         self.run_dir, self.work_dir = Path(run_dir), Path(run_dir) / "work"
         self.histories: list[pd.DataFrame] = []
@@ -564,7 +566,7 @@ class Run:
                 *extra,
             ],
             class_weight=self.class_weight,
-            verbose=2,
+            verbose=self.verbose,
         )
 
     def _fit_cached(self, phase: Phase, val_ds, extra: list) -> None:
@@ -580,6 +582,7 @@ class Run:
                 "class_weight": self.class_weight,
                 "callbacks": extra,
                 "batch_size": self.batch_size,
+                "verbose": self.verbose,
             },
         )
         _load_weights(head, self.work_dir / "head.weights.h5")
@@ -685,7 +688,7 @@ def train_two_phase(
 ) -> TrainingResult:
     """Every phase of ``recipe`` in a resumable :class:`Run` (``run_options`` are its keyword
     options: ``class_weight``, ``metadata``, ``plain_train_ds``, ``tracking_dir``, ``callbacks``,
-    ``batch_size``): the backbone frozen while the head learns, then its top blocks fine-tuned
+    ``batch_size``, ``verbose``): the backbone frozen while the head learns, then its top blocks fine-tuned
     at a lower learning rate (the training chapters write this loop out). Every phase stops
     early and reduces the learning rate on validation loss (weighted by ``class_weight`` like
     the training loss); one checkpoint across all phases keeps the weights of the best
@@ -719,7 +722,7 @@ def _fit_head_on_features(model, num_classes, recipe, phase, features, work_dir,
         batch_size=fit_options["batch_size"],
         callbacks=[*_callbacks(checkpoint, recipe.patience), *fit_options["callbacks"]],
         class_weight=class_weight,
-        verbose=2,
+        verbose=fit_options.get("verbose", 2),
     )
     return head
 

@@ -123,27 +123,24 @@ def show_risk(risk: serving.Risk) -> None:
     )
 
 
-def main() -> None:
-    st.set_page_config(page_title="medclass: demo classifier", page_icon="🩻", layout="wide")
-    st.markdown(STYLE, unsafe_allow_html=True)
-    st.title("Medical image classification: demo")
-    st.warning(NOTICE)
-    options = settings(sys.argv[1:])
-
+def loaded_bundle(options: argparse.Namespace) -> serving.Bundle | None:
+    """The model to serve, or None with the reason on the page."""
     model_dir = choose_model(options)
     if model_dir is None:
         st.error(
             f"No exported model found under {serving.exports_dir(options.output_dir)}. Run `make book` "
             "(or a training chapter), or start the app with `-- --model /path/to/export`."
         )
-        return
+        return None
     try:
-        bundle = cached_bundle(str(model_dir), serving.files_modified(model_dir))
+        return cached_bundle(str(model_dir), serving.files_modified(model_dir))
     except serving.ModelUnavailable as error:
         st.error(str(error))
-        return
-    show_model(bundle)
+        return None
 
+
+def uploaded_image(bundle: serving.Bundle):
+    """``(name, pixels)`` of the uploaded image, or None with what to do on the page."""
     upload = st.file_uploader(
         "Drop a JPEG or PNG image here",
         type=serving.UPLOAD_TYPES,
@@ -153,25 +150,24 @@ def main() -> None:
     )
     if upload is None:
         st.info(f"Upload an image of the kind the model was trained on: {', '.join(bundle.class_names)}.")
-        return
+        return None
     try:
         pixels, notes = serving.read_image(upload.getvalue(), upload.name)
     except serving.UnreadableImage as error:
         st.error(str(error))
-        return
+        return None
     if notes:
         st.caption(f"{upload.name}: " + "; ".join(notes) + ".")
+    return upload.name, pixels
 
-    try:
-        probabilities = serving.predict(bundle, pixels)
-    except serving.ModelUnavailable as error:
-        st.error(str(error))
-        return
+
+def show_prediction(bundle: serving.Bundle, name: str, pixels, probabilities: dict[str, float]) -> None:
+    """The image, its saliency map, the answer with its risk colour, and every class's probability."""
     predicted = max(probabilities, key=probabilities.get)
     left, middle, right = st.columns([1, 1, 1.2])
     with left:
         st.subheader("Image")
-        st.image(pixels, caption=f"{upload.name}, {pixels.shape[1]}x{pixels.shape[0]} px")
+        st.image(pixels, caption=f"{name}, {pixels.shape[1]}x{pixels.shape[0]} px")
     with middle:
         st.subheader("Saliency map")
         overlay = serving.explain(bundle, pixels, predicted)
@@ -191,7 +187,7 @@ def main() -> None:
             {
                 "class": list(probabilities),
                 "probability": [round(value, 4) for value in probabilities.values()],
-                "what it means": [serving.class_definitions().get(name, "") for name in probabilities],
+                "what it means": [serving.class_definitions().get(label, "") for label in probabilities],
             }
         )
         st.bar_chart(
@@ -199,6 +195,27 @@ def main() -> None:
         )
     st.subheader("Class probabilities")
     st.dataframe(table, hide_index=True, width="stretch")
+
+
+def main() -> None:
+    st.set_page_config(page_title="medclass: demo classifier", page_icon="🩻", layout="wide")
+    st.markdown(STYLE, unsafe_allow_html=True)
+    st.title("Medical image classification: demo")
+    st.warning(NOTICE)
+    bundle = loaded_bundle(settings(sys.argv[1:]))
+    if bundle is None:
+        return
+    show_model(bundle)
+    image = uploaded_image(bundle)
+    if image is None:
+        return
+    name, pixels = image
+    try:
+        probabilities = serving.predict(bundle, pixels)
+    except serving.ModelUnavailable as error:
+        st.error(str(error))
+        return
+    show_prediction(bundle, name, pixels, probabilities)
 
 
 main()

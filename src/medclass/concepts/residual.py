@@ -14,6 +14,7 @@ import re
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 from keras import layers
 
 # Keras's default (0.99) averages the batch statistics over about a hundred steps; a short
@@ -52,7 +53,8 @@ def deep_cnn(
     initialisation, as in ResNet); without it the convolutions use Keras's default Glorot
     initialisation. With ``residual=True`` each convolution's output is added to its input before
     the ReLU, an identity shortcut: the layer learns a correction ``F(x)`` to ``x`` instead of a
-    whole new ``x``. The shortcuts add no weights.
+    whole new ``x``. The shortcuts add no weights. The chapter writes this function in a cell;
+    the two are kept identical (tests/test_chapter_code.py).
     """
     inputs = keras.Input(input_shape, name="image")
     x = layers.Conv2D(width, 3, padding="same", activation="relu", name="conv_0")(inputs)
@@ -83,17 +85,18 @@ def gradient_norms(model: keras.Model, images: np.ndarray, labels: np.ndarray) -
     """The norm of the loss gradient with respect to each convolution's kernel, input to output.
 
     Measured on one batch with TensorFlow's ``GradientTape``; small norms in the first layers
-    mean those layers barely learn: the vanishing gradient.
+    mean those layers barely learn: the vanishing gradient. The chapter writes this function in
+    a cell; the two are kept identical (tests/test_chapter_code.py).
     """
-    import tensorflow as tf
-
     kernels = {layer.name: layer.kernel for layer in model.layers if isinstance(layer, layers.Conv2D)}
     with tf.GradientTape() as tape:
         predictions = model(np.asarray(images, dtype="float32"), training=True)
         loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(np.asarray(labels), predictions))
     gradients = tape.gradient(loss, list(kernels.values()))
     return pd.Series(
-        [float(tf.norm(gradient)) for gradient in gradients], index=list(kernels), name=model.name
+        [float(tf.norm(gradient)) for gradient in gradients],
+        index=list(kernels),
+        name=model.name,
     )
 
 
