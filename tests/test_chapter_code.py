@@ -51,6 +51,19 @@ def test_the_chapter_writes_in_its_cells_the_code_the_package_keeps(chapter, mod
     )
 
 
+def test_the_constants_the_written_functions_read_agree():
+    """deep_cnn reads BN_MOMENTUM: the chapter's value and the package's are the same."""
+    notebook = nbformat.read(ROOT / "notebooks" / "concepts_02_resnet.ipynb", as_version=4)
+    values = [
+        ast.literal_eval(node.value)
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for node in ast.parse(cell.source).body
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "BN_MOMENTUM"
+    ]
+    assert values == [residual.BN_MOMENTUM]
+
+
 def test_a_changed_line_is_caught():
     """The comparison can fail: one argument changed in the package's source is a difference."""
     kept = textwrap.dedent(inspect.getsource(residual.deep_cnn)).replace(

@@ -1,6 +1,6 @@
 """Issue 31: every exercise is answerable on its page. An exercise that asks the reader to
-change a setting (`name = value`) names a parameter the chapter declares, with a value the
-parameter accepts; a chapter with exercises keeps them under one heading, after its summary."""
+change a setting (`name = value`) names a parameter the chapter declares, with a value of the
+parameter's type."""
 
 from __future__ import annotations
 

@@ -489,7 +489,7 @@ def test_the_published_book_ran_at_one_commit_with_the_chapters_as_they_are_now(
     if known.returncode:
         pytest.skip(f"commit {commit} is not in this clone's history (a shallow clone?)")
     changed = subprocess.run(
-        ["git", "diff", "--name-only", commit, "--", "notebooks/*.ipynb"],
+        ["git", "diff", "--name-only", commit, "--", "notebooks/*.ipynb", "notebooks/profiles"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -54,7 +54,7 @@ def as_columns(probabilities: np.ndarray) -> np.ndarray:
 
 
 def log_loss(y_true, probabilities) -> float:
-    """Mean cross-entropy of the true classes (the validation loss training monitored)."""
+    """Mean cross-entropy of the true classes, unweighted (no class weights, no logit adjustment)."""
     columns = np.clip(as_columns(probabilities), 1e-7, 1)
     columns = columns / columns.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 +- 1e-7
     return float(metrics.log_loss(y_true, columns, labels=list(range(columns.shape[1]))))
@@ -510,7 +510,7 @@ def plot_gallery(errors: pd.DataFrame, score_name: str, title: str = ""):
     from medclass.images import read_rgb
 
     if errors.empty:
-        print(f"{title or 'Errors'}: none, so no figure.")
+        print(f"{title or 'Errors'}: none.")
         return None
     columns = max(1, min(6, len(errors)))
     figure, axes = figures.grid(1, columns, cell=(2.0, 2.5))
