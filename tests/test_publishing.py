@@ -519,10 +519,33 @@ def test_the_rendered_page_shows_the_values_its_run_used_once():
     )
     assert show_values_once(document)
     assert [cell.source for cell in document.cells] == [
-        "# Parameters of this run: the chapter's defaults, with the profile's values in their place.\n"
+        "# Parameters of this run: the profile's values in place of the chapter's defaults.\n"
         'backbone = "mobilenet_v2"  # [default: "resnet50"]\n'
         "unfreeze_blocks = 6  # top blocks trained in phase 2 [default: 3]\n"
         "seed = 42",
         "print(backbone)",
     ]
     assert not show_values_once(document), "nothing injected: the page is left as it is"
+
+
+def test_a_rewritten_parameter_too_wide_for_the_page_keeps_its_comment_above_it():
+    """The rendered page cuts code wider than tools.page_parameters.WIDTH (CI's browser test
+    found the one-line form cut on every chapter): the comment then goes above the assignment."""
+    from tools.page_parameters import WIDTH, show_values_once
+
+    comment = "how many of the backbone's top blocks phase 2 trains, counted from the classifier head"
+    document = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                f"# Parameters\nunfreeze_blocks = 3  # {comment}", metadata={"tags": ["parameters"]}
+            ),
+            nbformat.v4.new_code_cell(
+                "# Parameters\nunfreeze_blocks = 6\n", metadata={"tags": ["injected-parameters"]}
+            ),
+        ]
+    )
+    assert show_values_once(document)
+    lines = document.cells[0].source.splitlines()
+    assert max(map(len, lines)) <= WIDTH
+    assert lines[-1] == "unfreeze_blocks = 6"
+    assert " ".join(line.removeprefix("# ") for line in lines[1:-1]) == f"{comment} [default: 3]"

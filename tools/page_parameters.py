@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import ast
 import io
+import textwrap
 import tokenize
 
-HEADER = "# Parameters of this run: the chapter's defaults, with the profile's values in their place."
+HEADER = "# Parameters of this run: the profile's values in place of the chapter's defaults."
+# The widest code line the page shows without cutting it (the chapters' own cells stay within it;
+# tests/test_browser.py measures the rendered page).
+WIDTH = 88
 
 
 def _tagged(document, tag: str) -> int | None:
@@ -32,6 +36,16 @@ def _comment(lines: list[str]) -> str:
     """The comments of an assignment's lines, joined (ruff may have wrapped one in brackets)."""
     tokens = tokenize.generate_tokens(io.StringIO("\n".join(lines) + "\n").readline)
     return " ".join(token.string.lstrip("# ").strip() for token in tokens if token.type == tokenize.COMMENT)
+
+
+def _assignment_lines(name: str, value: str, comment: str) -> list[str]:
+    """``name = value  # comment`` on one line, or the comment above it when that is too wide."""
+    line = f"{name} = {value}"
+    if not comment:
+        return [line]
+    if len(line) + 4 + len(comment) <= WIDTH:
+        return [f"{line}  # {comment}"]
+    return textwrap.wrap(comment, WIDTH, initial_indent="# ", subsequent_indent="# ") + [line]
 
 
 def show_values_once(document) -> bool:
@@ -55,8 +69,7 @@ def show_values_once(document) -> bool:
         comment = _comment(span)
         if ast.dump(ast.parse(used)) != ast.dump(ast.parse(" ".join(default.split()))):
             comment = f"{comment} [default: {' '.join(default.split())}]".strip()
-        line = f"{name} = {used}" + (f"  # {comment}" if comment else "")
-        lines[node.lineno - 1 : node.end_lineno] = [line]
+        lines[node.lineno - 1 : node.end_lineno] = _assignment_lines(name, used, comment)
     lines += [f"{name} = {value}" for name, value in values.items()]  # none: parameters.check refuses them
     if lines and lines[0].startswith("# Parameters"):
         lines[0] = HEADER
