@@ -25,6 +25,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from medclass import hardware, models, training  # noqa: E402
+from medclass.recipe import compile_for  # noqa: E402
 
 
 def images_per_second(
@@ -77,7 +78,7 @@ def main() -> None:
                     model, base = models.build_classifier(backbone, None, size, 2, alpha=args.alpha)
                     base.trainable = True
                     recipe = training.Recipe(jit_compile=jit)
-                    training.compile_for(model, 2, 1e-4, recipe)
+                    compile_for(model, 2, 1e-4, recipe)
                     speed = images_per_second(model, images, labels, args.batch_size, args.epochs)
                     row = {
                         "backbone": backbone,

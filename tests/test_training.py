@@ -10,7 +10,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medclass import data, evaluation, models, pipeline, records, saved_models, splits, training
+from medclass import (
+    callbacks,
+    data,
+    evaluation,
+    losses,
+    models,
+    pipeline,
+    records,
+    saved_models,
+    splits,
+    training,
+)
 
 CLASS_NAMES = ["Healthy", "Tumor"]
 
@@ -81,7 +92,7 @@ def test_progressive_unfreezing_splits_the_fine_tuning_epochs():
 
 
 def test_the_cosine_schedule_warms_up_then_decays_to_zero():
-    schedule = training.WarmupCosine(1e-3, first_epoch=10, epochs=5)
+    schedule = callbacks.WarmupCosine(1e-3, first_epoch=10, epochs=5)
     assert schedule.rate(0) == pytest.approx(5e-5)
     assert schedule.rate(0.5) == pytest.approx(5e-5 + 0.5 * 9.5e-4)
     assert schedule.rate(1) == pytest.approx(1e-3)
@@ -103,7 +114,7 @@ def test_a_cosine_fine_tuning_phase_follows_its_schedule(tiny_split, tmp_path):
         epochs_frozen=1, epochs_finetune=3, unfreeze_blocks=3, finetune_schedule="cosine", patience=10
     )
     result = training.train_two_phase(model, base, train_ds, val_ds, tmp_path, num_classes=2, recipe=recipe)
-    schedule = training.WarmupCosine(1e-4, first_epoch=1, epochs=3)
+    schedule = callbacks.WarmupCosine(1e-4, first_epoch=1, epochs=3)
     steps = len(train_ds)
     # The rate logged at an epoch's end is the one its last batch trained at.
     expected = [schedule.rate(epoch + (steps - 1) / steps) for epoch in range(3)]
@@ -536,19 +547,19 @@ def test_the_logit_adjusted_loss_is_crossentropy_on_the_logits_plus_the_log_prio
     logits = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 0.3]], dtype="float32")
     probabilities = keras.ops.softmax(logits)
     labels = np.eye(3, dtype="float32")[[1, 2]]
-    loss = training.LogitAdjustedCrossentropy(prior)(labels, probabilities)
+    loss = losses.LogitAdjustedCrossentropy(prior)(labels, probabilities)
     adjusted = logits + np.log(prior)
     expected = -np.mean(np.sum(labels * (adjusted - np.log(np.exp(adjusted).sum(1, keepdims=True))), 1))
     assert float(loss) == pytest.approx(expected, rel=1e-5)
     # A model that outputs the prior itself is not rewarded for it: the loss pushes it to uniform.
-    uniform = training.LogitAdjustedCrossentropy(prior)(labels, np.full((2, 3), 1 / 3, "float32"))
-    assert float(uniform) < float(training.LogitAdjustedCrossentropy(prior)(labels, np.tile(prior, (2, 1))))
+    uniform = losses.LogitAdjustedCrossentropy(prior)(labels, np.full((2, 3), 1 / 3, "float32"))
+    assert float(uniform) < float(losses.LogitAdjustedCrossentropy(prior)(labels, np.tile(prior, (2, 1))))
     assert training.class_prior(pd.Series(["a", "a", "b"]), ["a", "b", "c"]) == pytest.approx(
         [0.5, 0.25, 0.25]
     )
     with pytest.raises(ValueError, match="needs class_prior"):
         training.Recipe(loss="logit_adjusted")
     with pytest.raises(ValueError, match="positive share"):
-        training.LogitAdjustedCrossentropy([1.0, 0.0])
-    restored = keras.losses.deserialize(keras.losses.serialize(training.LogitAdjustedCrossentropy(prior)))
+        losses.LogitAdjustedCrossentropy([1.0, 0.0])
+    restored = keras.losses.deserialize(keras.losses.serialize(losses.LogitAdjustedCrossentropy(prior)))
     assert restored.prior == prior

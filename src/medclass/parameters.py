@@ -130,7 +130,7 @@ def _unfreeze_blocks(value):
 
 
 def _schedule(value):
-    from medclass.training import SCHEDULES
+    from medclass.recipe import SCHEDULES
 
     return _one_of(SCHEDULES)(value)
 

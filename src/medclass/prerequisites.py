@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from medclass import audit, augment, data, models, pipeline, saved_models, splits, training
+from medclass import audit, augment, data, losses, models, pipeline, saved_models, splits, training
+from medclass.recipe import Recipe
 
 SPLIT_CHAPTER = {"brain_mri": "brain_01_data", "ham10000": "skin_01_data"}
 TRAINING_CHAPTER = {"brain_mri": "brain_02_training", "ham10000": "skin_02_training"}
@@ -177,15 +178,15 @@ def seed_models(dataset: str, run_dir, settings: dict, seeds) -> dict[int, tuple
     return models_by_seed
 
 
-def recipe_for(settings: dict, labels, class_names: list[str], jit_compile: bool) -> training.Recipe:
-    """The training chapter's :class:`medclass.training.Recipe` from its parameters."""
-    return training.Recipe(
+def recipe_for(settings: dict, labels, class_names: list[str], jit_compile: bool) -> Recipe:
+    """The training chapter's :class:`medclass.recipe.Recipe` from its parameters."""
+    return Recipe(
         epochs_frozen=settings["epochs_frozen"],
         epochs_finetune=settings["epochs_finetune"],
         learning_rate=settings["learning_rate"],
         unfreeze_blocks=settings["unfreeze_blocks"],
-        loss=training.LOSS_FOR_IMBALANCE[settings["imbalance"]],
-        class_prior=training.class_prior(labels, class_names)
+        loss=losses.LOSS_FOR_IMBALANCE[settings["imbalance"]],
+        class_prior=losses.class_prior(labels, class_names)
         if settings["imbalance"] == "logit_adjusted"
         else None,
         cache_features=settings["cache_features"],
@@ -247,7 +248,7 @@ def train(dataset: str, run_dir: Path, settings: dict, verbose: int = 2) -> trai
         )
     class_weight = None
     if settings["imbalance"] == "class_weight":
-        class_weight = training.balanced_class_weight(train_frame["label"], class_names)
+        class_weight = losses.balanced_class_weight(train_frame["label"], class_names)
     recipe = recipe_for(settings, train_frame["label"], class_names, accelerator.jit_compile)
     metadata = model_metadata(settings, class_names, size, frame.attrs.get("synthetic"), brain, manifest)
     return training.train_two_phase(

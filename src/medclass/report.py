@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medclass import data, datasets
+from medclass import datasets, folders
 from medclass.intervals import clustered_wilson
 
 NOT_A_DEVICE = (
@@ -63,7 +63,7 @@ def load_folder(
                 f"--map {folder}={label}: {label!r} is not one of the model's classes {class_names}."
             )
         by_name[folder.lower()] = label
-    found = data.read_class_folders(root, by_name)
+    found = folders.read_class_folders(root, by_name)
     skipped, ignored = found.skipped, found.ignored
     rows = [{"path": str(path), "label": label, "group": str(path)} for path, label, _, _ in found.images]
     frame = pd.DataFrame(rows, columns=["path", "label", "group"])

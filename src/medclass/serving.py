@@ -212,7 +212,7 @@ def read_image(data: bytes, name: str = "upload") -> tuple[np.ndarray, list[str]
             f"{name} is {width}x{height} pixels ({width * height / 1e6:.0f} megapixels); the limit is "
             f"{MAX_PIXELS / 1e6:.0f} megapixels. Downscale it first."
         )
-    if min(width, height) < MIN_IMAGE_SIDE:  # as training refuses it (medclass.data.check_image)
+    if min(width, height) < MIN_IMAGE_SIDE:  # as training refuses it (medclass.folders.check_image)
         raise UnreadableImage(
             f"{name} is {width}x{height} px: too small to classify; the model learned from images at "
             f"least {MIN_IMAGE_SIDE} px a side."

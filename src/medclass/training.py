@@ -3,10 +3,10 @@
 First used in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb); progressive
 unfreezing, the focal loss and MLflow tracking in "Skin lesions: training".
 
-The pieces a chapter calls one by one: :class:`Recipe` (the knobs, and its
-:meth:`~Recipe.phases`), :func:`set_trainable` (freeze, or unfreeze the top blocks),
-:func:`compile_for`, and :class:`Run`, which fits the phases in turn and exports the model.
-:func:`train_two_phase` is that loop as one call.
+:class:`Run` fits a recipe's phases in turn and exports the model; :func:`train_two_phase` is
+that loop as one call. The recipe and what a phase sets on the model are in
+:mod:`medclass.recipe`, the losses and class weights in :mod:`medclass.losses`, the callbacks in
+:mod:`medclass.callbacks`.
 
 A run survives interruption: each phase's epochs are backed up (``BackupAndRestore``) in
 ``<run_dir>/work``, finished phases are recorded there, and a new :class:`Run` with the same
@@ -19,138 +19,34 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import shutil
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 import pandas as pd
 
-from medclass import files, records
-from medclass.models import unfreeze_top_blocks
+from medclass import files, losses, records
+from medclass.callbacks import (
+    AtomicCheckpoint,
+    WarmupCosine,
+    load_weights,
+    phase_callbacks,
+    readable_weights,
+    save_weights_atomically,
+)
+from medclass.losses import example_weights, weighted_validation
+from medclass.models import backbone_blocks
+from medclass.recipe import Phase, Recipe, compile_for, set_trainable, strategy_scope
+from medclass.runtime import folder_lock
+from medclass.tracking import Tracker
 
+# The training chapters call these through ``training``; they live in medclass.losses.
+LOSS_FOR_IMBALANCE, class_prior = losses.LOSS_FOR_IMBALANCE, losses.class_prior
+balanced_class_weight = losses.balanced_class_weight
 ARTIFACTS = ("model.keras", "history.csv", "model.json")
-SCHEDULES = ("plateau", "cosine")
-LOSSES = ("crossentropy", "focal", "logit_adjusted")
-# The chapters' ``imbalance`` parameter -> the loss it trains with (class weights go to ``fit``).
-LOSS_FOR_IMBALANCE = {
-    "class_weight": "crossentropy",
-    "focal": "focal",
-    "logit_adjusted": "logit_adjusted",
-    "none": "crossentropy",
-}
-
-
-@keras.saving.register_keras_serializable(package="medclass")
-class LogitAdjustedCrossentropy(keras.losses.Loss):
-    """Cross-entropy on the model's logits plus the log of each class's share of the training
-    data (Menon et al. 2021, "Long-tail learning via logit adjustment").
-
-    The training data's frequencies are added back inside the loss, so the model's own logits
-    need not learn them: its softmax estimates which class the image shows as if every class
-    were equally common, the rule that balanced accuracy rewards, without reweighting images
-    (a dermatofibroma is not counted fifty times). Multiplying its probabilities by the prior
-    again (:func:`medclass.calibration.shift_to_prior`) gives the rule that accuracy rewards.
-    Takes the softmax output (one-hot or mixed labels), so the model stays as it is.
-    """
-
-    def __init__(self, prior, name: str = "logit_adjusted_crossentropy", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.prior = [float(share) for share in prior]
-        if not self.prior or min(self.prior) <= 0 or abs(sum(self.prior) - 1) > 1e-3:
-            raise ValueError(f"prior={self.prior}: give every class a positive share, summing to 1.")
-
-    def call(self, y_true, y_pred):
-        from keras import ops
-
-        log_prior = ops.log(ops.convert_to_tensor(self.prior, "float32"))
-        logits = ops.log(ops.clip(ops.cast(y_pred, "float32"), 1e-7, 1.0)) + log_prior
-        return keras.losses.categorical_crossentropy(y_true, logits, from_logits=True)
-
-    def get_config(self):
-        return {**super().get_config(), "prior": self.prior}
-
-
-@dataclass
-class Recipe:
-    """The knobs of a training run. Phase 2 runs at ``learning_rate * finetune_lr_factor``.
-
-    ``unfreeze_blocks`` is the number of top backbone blocks trained in phase 2, or a list for
-    progressive unfreezing: ``[2, 5, 9]`` splits the fine-tuning epochs into three stages that
-    unfreeze 2, then 5, then 9 blocks. ``loss`` is "crossentropy" or "focal" (focal
-    cross-entropy, which down-weights easy examples). ``cache_features`` trains phase 1 on the
-    frozen backbone's features computed once, instead of running the backbone every epoch.
-    ``loss="logit_adjusted"`` (:class:`LogitAdjustedCrossentropy`) needs ``class_prior``.
-    ``finetune_schedule`` is "plateau" (each fine-tuning phase at a constant rate, cut when the
-    validation loss stalls) or "cosine" (:class:`WarmupCosine`: one epoch of warm-up, then a
-    cosine decay over the phase).
-    """
-
-    epochs_frozen: int = 10
-    epochs_finetune: int = 10
-    learning_rate: float = 1e-3
-    finetune_lr_factor: float = 0.1
-    unfreeze_blocks: int | list[int] = 2
-    weight_decay: float = 1e-4
-    patience: int = 4
-    loss: str = "crossentropy"
-    cache_features: bool = False
-    jit_compile: bool = False
-    finetune_schedule: str = "plateau"
-    class_prior: list[float] | None = None
-
-    def __post_init__(self):
-        for name in ("epochs_frozen", "epochs_finetune", "patience"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be 0 or more.")
-        if self.epochs_frozen + self.epochs_finetune == 0:
-            raise ValueError("epochs_frozen and epochs_finetune are both 0: nothing to train.")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss={self.loss!r}; use one of {list(LOSSES)}.")
-        if (self.loss == "logit_adjusted") != (self.class_prior is not None):
-            raise ValueError(
-                "loss='logit_adjusted' needs class_prior, each class's share of the training images "
-                "(training.class_prior), and class_prior is used by no other loss."
-            )
-        if self.finetune_schedule not in SCHEDULES:
-            raise ValueError(f"finetune_schedule={self.finetune_schedule!r}; use one of {list(SCHEDULES)}.")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate={self.learning_rate} must be positive.")
-        stages = self.stages()
-        if self.epochs_finetune and self.epochs_finetune < len(stages):
-            raise ValueError(
-                f"epochs_finetune={self.epochs_finetune} is fewer than the {len(stages)} unfreezing "
-                f"stages of unfreeze_blocks={self.unfreeze_blocks}; give each stage an epoch."
-            )
-        if any(later < earlier for earlier, later in zip(stages, stages[1:], strict=False)):
-            raise ValueError(f"unfreeze_blocks={self.unfreeze_blocks} must not decrease from stage to stage.")
-
-    def stages(self) -> list[int]:
-        blocks = self.unfreeze_blocks
-        return [int(n) for n in blocks] if isinstance(blocks, list | tuple) else [int(blocks)]
-
-    def phases(self) -> list[Phase]:
-        """The frozen phase, then one fine-tuning phase per unfreezing stage."""
-        phases = [Phase("frozen", self.epochs_frozen, self.learning_rate, 0)] if self.epochs_frozen else []
-        if self.epochs_finetune:
-            stages = self.stages()
-            share, extra = divmod(self.epochs_finetune, len(stages))
-            for index, blocks in enumerate(stages):
-                name = "fine-tune" if len(stages) == 1 else f"fine-tune {index + 1}"
-                epochs = share + (index >= len(stages) - extra)
-                phases.append(Phase(name, epochs, self.learning_rate * self.finetune_lr_factor, blocks))
-        return phases
-
-
-@dataclass
-class Phase:
-    name: str
-    epochs: int
-    learning_rate: float
-    unfreeze_blocks: int
 
 
 @dataclass
@@ -163,165 +59,6 @@ class TrainingResult:
     history_path: Path
     mlflow_run_id: str | None = None
     resumed_phases: list[str] = field(default_factory=list)
-
-
-def strategy_scope(model: keras.Model):
-    """The ``tf.distribute`` scope ``model`` was built in (a no-op on other backends)."""
-    strategy = getattr(model, "distribute_strategy", None)
-    return strategy.scope() if strategy is not None else contextlib.nullcontext()
-
-
-def compile_for(model: keras.Model, num_classes: int, learning_rate: float, recipe: Recipe) -> None:
-    """AdamW, cross-entropy or focal loss for a sigmoid or softmax output, accuracy (+ AUC).
-
-    The optimizer is made in the model's distribution scope, as ``tf.distribute`` requires.
-    """
-    with strategy_scope(model):
-        _compile(model, num_classes, learning_rate, recipe)
-
-
-def _compile(model: keras.Model, num_classes: int, learning_rate: float, recipe: Recipe) -> None:
-    optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=recipe.weight_decay)
-    if num_classes == 2 and recipe.loss == "logit_adjusted":
-        raise ValueError("loss='logit_adjusted' is for a softmax over 3 or more classes; use class weights.")
-    if num_classes == 2:
-        loss = keras.losses.BinaryFocalCrossentropy() if recipe.loss == "focal" else "binary_crossentropy"
-        metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
-    else:
-        losses = {
-            "focal": keras.losses.CategoricalFocalCrossentropy,
-            "logit_adjusted": lambda: LogitAdjustedCrossentropy(recipe.class_prior),
-        }
-        loss = losses.get(recipe.loss, lambda: "categorical_crossentropy")()
-        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=recipe.jit_compile)
-
-
-def class_prior(labels: pd.Series, class_names: list[str]) -> list[float]:
-    """Each class's share of ``labels``, in the order of ``class_names`` (a class with no image
-    gets a share of one image, so its log stays finite)."""
-    counts = labels.value_counts()
-    shares = [max(int(counts.get(name, 0)), 1) for name in class_names]
-    return [count / sum(shares) for count in shares]
-
-
-def balanced_class_weight(labels: pd.Series, class_names: list[str]) -> dict[int, float]:
-    """Weights inversely proportional to class frequency, as scikit-learn's "balanced"."""
-    counts = labels.value_counts()
-    return {
-        index: float(len(labels) / (len(class_names) * counts.get(name, 1)))
-        for index, name in enumerate(class_names)
-    }
-
-
-class WarmupCosine(keras.callbacks.Callback):
-    """The learning rate of a phase that starts at epoch ``first_epoch`` and lasts ``epochs``:
-    a linear warm-up from ``peak / 20`` over its first epoch (fresh optimizer moments on newly
-    unfrozen weights make large first steps), then a cosine decay towards 0 over the rest. Set
-    before every batch from the epoch's number, so a resumed phase carries on where it was."""
-
-    def __init__(self, peak: float, first_epoch: int, epochs: int):
-        super().__init__()
-        self.peak, self.first_epoch, self.epochs = float(peak), int(first_epoch), int(epochs)
-        self._epoch = 0
-
-    def rate(self, progress: float) -> float:
-        """The rate ``progress`` epochs into the phase."""
-        if progress < 1:
-            return self.peak / 20 + (self.peak - self.peak / 20) * progress
-        decay = (progress - 1) / max(self.epochs - 1, 1)
-        return 0.5 * self.peak * (1 + math.cos(math.pi * min(decay, 1.0)))
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch - self.first_epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        steps = self.params.get("steps") or 0
-        progress = self._epoch + (batch / steps if steps else 0.0)
-        self.model.optimizer.learning_rate.assign(self.rate(progress))
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-
-
-def _callbacks(model_checkpoint, patience: int, schedule: keras.callbacks.Callback | None = None) -> list:
-    # The learning rate drops after half the patience, so that a phase gets a chance at the
-    # lower rate before early stopping ends it; a phase with its own ``schedule`` keeps to it.
-    plateau = keras.callbacks.ReduceLROnPlateau(
-        monitor="val_loss", factor=0.3, patience=max(1, patience // 2), min_lr=1e-6
-    )
-    return [
-        keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
-        schedule or plateau,
-        model_checkpoint,
-    ]
-
-
-def example_weights(labels, class_weight: dict[int, float]):
-    """Per-example weights for 0/1 labels or one-hot rows (mixed rows weigh proportionally);
-    ``labels`` may be a NumPy array or a tensor inside ``tf.data``."""
-    from keras import ops
-
-    table = ops.convert_to_tensor([class_weight[i] for i in range(len(class_weight))], "float32")
-    if len(labels.shape) == 1:
-        return ops.take(table, ops.cast(labels, "int32"))
-    return ops.sum(ops.cast(labels, "float32") * table, axis=-1)
-
-
-def weighted_validation(val_ds, class_weight: dict[int, float] | None):
-    """``val_ds`` with the training's class weights as sample weights, so that the validation
-    loss that early stopping and checkpointing watch is the same objective training minimises."""
-    if not class_weight:
-        return val_ds
-    return val_ds.map(lambda images, labels: (images, labels, example_weights(labels, class_weight)))
-
-
-class AtomicCheckpoint(keras.callbacks.ModelCheckpoint):
-    """``ModelCheckpoint`` whose file appears whole or not at all.
-
-    Keras writes the checkpoint in place, so a kill or a full disk during the write would leave
-    a truncated best checkpoint that blocks every resume; this one writes beside it and renames
-    the finished file over it (one step on every file system the book runs on).
-    """
-
-    def __init__(self, filepath: str | Path, **kwargs):
-        self.target = Path(filepath)
-        super().__init__(self.target.with_name("partial-" + self.target.name), **kwargs)
-
-    def on_train_begin(self, logs=None):
-        Path(self.filepath).unlink(missing_ok=True)  # left by a write that was cut short
-        super().on_train_begin(logs)
-
-    def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
-        if Path(self.filepath).exists():  # written this epoch
-            Path(self.filepath).replace(self.target)
-
-
-def save_weights_atomically(model: keras.Model, path: Path) -> None:
-    """``model.save_weights(path)``, written beside ``path`` and renamed over it when whole."""
-    partial = path.with_name("partial-" + path.name)
-    model.save_weights(partial)
-    partial.replace(path)
-
-
-def _readable_weights(path: Path) -> bool:
-    import h5py
-
-    try:
-        with h5py.File(path, "r"):
-            return True
-    except OSError:
-        return False
-
-
-def _load_weights(model: keras.Model, weights_path: Path) -> None:
-    """Load a checkpoint; its optimizer state is not needed, so Keras's note about it is muted."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-        model.load_weights(weights_path)
 
 
 def extract_features(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -371,15 +108,6 @@ def _read_history(path: Path, phase: str) -> pd.DataFrame:
     return frame
 
 
-def set_trainable(backbone: keras.Model, phase: Phase) -> None:
-    """Freeze ``backbone`` for the frozen phase; unfreeze its top ``phase.unfreeze_blocks``
-    blocks (their BatchNormalization layers stay frozen) for a fine-tuning phase."""
-    if phase.unfreeze_blocks == 0:
-        backbone.trainable = False
-    else:
-        unfreeze_top_blocks(backbone, phase.unfreeze_blocks)
-
-
 _RUNS_HOLDING: dict[Path, Run] = {}  # run folder -> the Run of this process that holds its lock
 
 
@@ -413,8 +141,6 @@ class Run:
         batch_size: int = 32,
         verbose: int = 2,
     ):
-        from medclass.models import backbone_blocks
-
         wanted = max(phase.unfreeze_blocks for phase in recipe.phases())
         available = len(backbone_blocks(backbone)) - 1 if wanted else 0  # the stem is not a block
         if wanted > available:  # found before phase 1 trains, not after
@@ -442,8 +168,6 @@ class Run:
             raise
 
     def _hold_the_folder(self) -> None:
-        from medclass.runtime import folder_lock
-
         key = self.run_dir.resolve()
         if key in _RUNS_HOLDING:  # the cell run again: the earlier Run of this folder stops here
             earlier = _RUNS_HOLDING[key]
@@ -461,13 +185,11 @@ class Run:
             del _RUNS_HOLDING[self.run_dir.resolve()]
 
     def _start(self, tracking_dir) -> None:
-        from medclass.tracking import Tracker
-
         self.state_path = self.work_dir / "state.json"
         fingerprint = _fingerprint(self.model, self.num_classes, self.recipe, self.metadata)
         state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
         best = self.work_dir / "best.weights.h5"
-        if state.get("fingerprint") == fingerprint and best.exists() and not _readable_weights(best):
+        if state.get("fingerprint") == fingerprint and best.exists() and not readable_weights(best):
             print(  # written by a medclass before AtomicCheckpoint, or damaged on disk
                 f"{best} is cut short or damaged; the phases it held cannot be resumed, so the run "
                 "starts again from its first phase."
@@ -496,7 +218,7 @@ class Run:
         _save_state(self.state_path, state)
         self.best_weights = self.work_dir / "best.weights.h5"
         if self.resumed and self.best_weights.exists():
-            _load_weights(self.model, self.best_weights)
+            load_weights(self.model, self.best_weights)
 
     @property
     def epoch(self) -> int:
@@ -527,7 +249,7 @@ class Run:
             else:
                 self._fit(phase, index, train_ds, val_ds, extra)
             if self.best_weights.exists():
-                _load_weights(self.model, self.best_weights)
+                load_weights(self.model, self.best_weights)
             history = _read_history(log_path, phase.name)
             _check_converged(history, self.recipe)
         except BaseException as error:
@@ -560,7 +282,7 @@ class Run:
             epochs=self.epoch + phase.epochs,
             shuffle=False,  # tf.data shuffles
             callbacks=[
-                *_callbacks(checkpoint, self.recipe.patience, schedule),
+                *phase_callbacks(checkpoint, self.recipe.patience, schedule),
                 # Two alternating backups: a kill while one is written leaves the other.
                 keras.callbacks.BackupAndRestore(backup, double_checkpoint=True),
                 *extra,
@@ -585,7 +307,7 @@ class Run:
                 "verbose": self.verbose,
             },
         )
-        _load_weights(head, self.work_dir / "head.weights.h5")
+        load_weights(head, self.work_dir / "head.weights.h5")
         save_weights_atomically(self.model, self.best_weights)
 
     def _check_going(self) -> None:
@@ -720,7 +442,7 @@ def _fit_head_on_features(model, num_classes, recipe, phase, features, work_dir,
         validation_data=(features["x_val"], features["y_val"], val_weights),
         epochs=phase.epochs,
         batch_size=fit_options["batch_size"],
-        callbacks=[*_callbacks(checkpoint, recipe.patience), *fit_options["callbacks"]],
+        callbacks=[*phase_callbacks(checkpoint, recipe.patience), *fit_options["callbacks"]],
         class_weight=class_weight,
         verbose=fit_options.get("verbose", 2),
     )
@@ -728,8 +450,6 @@ def _fit_head_on_features(model, num_classes, recipe, phase, features, work_dir,
 
 
 def _readable(weights: Path, metadata: Path) -> bool:
-    import h5py
-
     try:
         with h5py.File(weights, "r"):
             pass

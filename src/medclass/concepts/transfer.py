@@ -33,7 +33,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from medclass import figures, models, training
+from medclass import figures, models
+from medclass.recipe import Phase, Recipe, compile_for, set_trainable
 
 STRATEGIES = (
     "random features, frozen",
@@ -74,17 +75,15 @@ def train_strategy(strategy: str, setup: Setup, train_ds, val_ds) -> pd.DataFram
     model, base = models.build_classifier(
         setup.backbone, setup.weights if pretrained else None, setup.image_size, 2, alpha=setup.alpha
     )
-    recipe = training.Recipe(learning_rate=setup.learning_rate)
+    recipe = Recipe(learning_rate=setup.learning_rate)
     if "fine-tuned" in strategy:
         first = setup.epochs // 2
         phases = [
-            training.Phase("frozen", first, setup.learning_rate, 0),
-            training.Phase(
-                "fine-tune", setup.epochs - first, setup.learning_rate / 10, setup.unfreeze_blocks
-            ),
+            Phase("frozen", first, setup.learning_rate, 0),
+            Phase("fine-tune", setup.epochs - first, setup.learning_rate / 10, setup.unfreeze_blocks),
         ]
     else:
-        phases = [training.Phase(strategy, setup.epochs, setup.learning_rate, 0)]
+        phases = [Phase(strategy, setup.epochs, setup.learning_rate, 0)]
     started, history = time.perf_counter(), {}
     if strategy == "random features, frozen":
         models.calibrate_batch_norm(model, base, train_ds)
@@ -94,11 +93,11 @@ def train_strategy(strategy: str, setup: Setup, train_ds, val_ds) -> pd.DataFram
             for norm in models.batch_norm_layers(base):
                 norm.momentum = SCRATCH_MOMENTUM
         else:
-            training.set_trainable(base, phase)
+            set_trainable(base, phase)
         if strategy.endswith("BatchNorm training") and phase.unfreeze_blocks:
             for layer in models.batch_norm_layers(base):  # unfreeze_top_blocks keeps them frozen
                 layer.trainable = True
-        training.compile_for(model, 2, phase.learning_rate, recipe)
+        compile_for(model, 2, phase.learning_rate, recipe)
         done = len(history.get("loss", []))
         fitted = model.fit(
             train_ds,

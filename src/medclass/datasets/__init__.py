@@ -13,51 +13,16 @@ notes ask this registry; adding a dataset is a new module here and one line in `
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from medclass.datasets import br35h, brain_mri, ham10000, lgg, ph2
+from medclass.datasets.dataset import Dataset
 
-import pandas as pd
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """Everything medclass knows about one dataset."""
-
-    name: str  # the registry key, as chapters and profiles spell it
-    folder: str  # its folder under a data_dir that holds several datasets
-    description: str  # one line: what it is, for error messages
-    citation: str  # how the book's provenance notes name it
-    class_names: tuple[str, ...]  # the labels its frame carries, in the models' output order
-    write_synthetic: Callable[[Path], Path]  # writes a synthetic copy into the folder given
-    # A resolved dataset folder -> one row per usable image; None: class folders named as in
-    # ``folder_labels`` (medclass.data.load_class_folders).
-    load: Callable[[Path], pd.DataFrame] | None = None
-    kaggle_slug: str | None = None  # None: not on Kaggle; ``source_url`` says where it is
-    source_url: str = ""
-    risk_classes: tuple[str, ...] = ()  # classes (or source classes) a risk score adds up
-    class_definitions: dict[str, str] = field(default_factory=dict)  # plain words, for the app
-    folder_labels: dict[str, str] = field(default_factory=dict)  # folder name (lower case) -> class
-
-    def read(self, root: Path) -> pd.DataFrame:
-        """One row per usable image of this dataset at ``root``, by its own loader or, for a
-        dataset of class folders, by :func:`medclass.data.load_class_folders`."""
-        if self.load is not None:
-            return self.load(root)
-        from medclass import data
-
-        return data.load_class_folders(root, self)
-
-
-def _modules():
-    from medclass.datasets import br35h, brain_mri, ham10000, lgg, ph2
-
-    return (brain_mri, br35h, lgg, ham10000, ph2)
+MODULES = (brain_mri, br35h, lgg, ham10000, ph2)
+__all__ = ["Dataset", "MODULES"]
 
 
 def registry() -> dict[str, Dataset]:
     """Every dataset by name."""
-    return {module.DATASET.name: module.DATASET for module in _modules()}
+    return {module.DATASET.name: module.DATASET for module in MODULES}
 
 
 def names() -> tuple[str, ...]:

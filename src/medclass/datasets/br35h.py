@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from medclass import synthetic
-from medclass.datasets import Dataset, brain_mri
+from medclass.datasets import brain_mri
+from medclass.datasets.dataset import Dataset
 
 FOLDER_LABELS = {"no": "Healthy", "yes": "Tumor", "healthy": "Healthy", "tumor": "Tumor"}
 
@@ -18,9 +19,9 @@ FOLDER_LABELS = {"no": "Healthy", "yes": "Tumor", "healthy": "Healthy", "tumor":
 def write_synthetic(root: Path) -> Path:
     """A synthetic Br35H beside the synthetic Brain Tumor MRI set it copies from (written first
     when it is not there yet)."""
-    from medclass import data
-
-    brain_root = data.resolve_data_dir("brain_mri", Path(root).parent, synthetic_data=True)
+    brain_root = Path(root).parent / brain_mri.DATASET.folder
+    if not (brain_root / "SYNTHETIC.txt").exists():
+        brain_mri.DATASET.write_synthetic(brain_root)
     return synthetic.write_synthetic_br35h(root, brain_root)
 
 

@@ -8,7 +8,7 @@ pituitary), read as two: notumor is Healthy, the other three are Tumor. Plain ``
 from __future__ import annotations
 
 from medclass import synthetic
-from medclass.datasets import Dataset
+from medclass.datasets.dataset import Dataset
 
 FOLDER_LABELS = {
     "notumor": "Healthy",

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from medclass import synthetic_skin
-from medclass.datasets import Dataset
+from medclass import folders, synthetic_skin
+from medclass.datasets.dataset import Dataset
 
 # The seven diagnoses, as Tschandl et al. (2018) name them.
 DIAGNOSES = {
@@ -90,8 +90,6 @@ def read_metadata(path: Path) -> pd.DataFrame:
 def load(root: Path) -> pd.DataFrame:
     """Read ``HAM10000_metadata.csv`` and find each ``image_id`` wherever it lies under ``root``.
     Rows whose image is missing or unreadable are reported, not loaded."""
-    from medclass import data
-
     metadata_path = root / "HAM10000_metadata.csv"
     if not metadata_path.exists():
         raise FileNotFoundError(
@@ -107,7 +105,7 @@ def load(root: Path) -> pd.DataFrame:
     rows, skipped = [], []
     for record in metadata.itertuples(index=False):
         path = image_paths.get(record.image_id)
-        problem = "image file not found under data_dir" if path is None else data.check_image(path)
+        problem = "image file not found under data_dir" if path is None else folders.check_image(path)
         if problem:
             skipped.append({"path": str(path or root / f"{record.image_id}.jpg"), "reason": problem})
             continue
@@ -115,7 +113,7 @@ def load(root: Path) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         raise ValueError(f"No usable HAM10000 images under {root}; check data_dir.")
-    data.require_every_class(frame, DATASET, root)
+    folders.require_every_class(frame, DATASET, root)
     frame["diagnosis"] = frame["label"].map(DIAGNOSES)
     frame.attrs["skipped"] = pd.DataFrame(skipped, columns=["path", "reason"])
     return frame

@@ -26,7 +26,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from medclass.datasets import Dataset, brain_mri
+from medclass import folders, images, synthetic
+from medclass.datasets import brain_mri
+from medclass.datasets.dataset import Dataset
 
 SEQUENCES = ("T1 pre-contrast", "FLAIR", "T1 post-contrast")  # channel order of the files
 FLAIR = 1
@@ -103,8 +105,6 @@ def holds_lgg(root: Path) -> bool:
 
 def load(root: Path) -> pd.DataFrame:
     """One row per usable slice and sequence of the LGG set at ``root`` (see the module's text)."""
-    from medclass import images
-
     folder = find_root(Path(root))
     found, skipped = slice_files(folder)
     if not found:
@@ -155,9 +155,7 @@ def load(root: Path) -> pd.DataFrame:
         if (row.patient, sequence) not in copied
     ]
     frame = pd.DataFrame(rows)
-    from medclass import data
-
-    data.require_every_class(frame, DATASET, folder)
+    folders.require_every_class(frame, DATASET, folder)
     frame.attrs["skipped"] = pd.DataFrame(skipped, columns=["path", "reason"])
     frame.attrs["copied_sequences"] = copies
     return frame
@@ -165,8 +163,6 @@ def load(root: Path) -> pd.DataFrame:
 
 def mask_file(path) -> Path:
     """The mask file beside a slice, from the slice's path or channel path."""
-    from medclass import images
-
     file = Path(images.split_channel(path)[0])
     return file.with_name(f"{file.stem}_mask{file.suffix}")
 
@@ -182,8 +178,6 @@ def write_synthetic(root: Path, patients: int = 8, slices: int = 12, seed: int =
     ``slices`` slices, a third of them with tumour (higher or lower in the head by patient), three
     channels that differ in contrast, the last patient's T1 post-contrast channel a copy of FLAIR
     (as in ten real patients)."""
-    from medclass import synthetic
-
     root = Path(root)
     folder = root / "kaggle_3m"
     rng = np.random.default_rng(seed)

@@ -13,7 +13,8 @@ import numpy as np
 from PIL import Image
 
 from medclass import synthetic_skin
-from medclass.datasets import Dataset, ham10000
+from medclass.datasets import ham10000
+from medclass.datasets.dataset import Dataset
 
 FOLDER_LABELS = {"common_nevus": "nv", "atypical_nevus": "nv", "melanoma": "mel"}
 
