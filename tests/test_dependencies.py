@@ -57,13 +57,16 @@ def third_party(tree: ast.AST) -> set[str]:
 
 def medclass_modules(tree: ast.AST) -> set[str]:
     """The medclass modules ``tree`` imports (``from medclass import a, b``, ``import medclass.c``,
-    ``from medclass.concepts import d``: ``concepts.d``)."""
+    ``from medclass.concepts import d``: ``concepts.d``; ``from medclass.concepts.e import f``:
+    ``concepts.e``)."""
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "medclass":
             parts = node.module.split(".")
             if len(parts) == 1:
                 found |= {alias.name for alias in node.names}
+            elif len(parts) > 2:  # from medclass.datasets.dataset import Dataset
+                found.add(".".join(parts[1:]))
             elif (PACKAGE / parts[1]).is_dir():  # a subpackage: the modules named, or the package
                 found |= {
                     f"{parts[1]}.{alias.name}"
