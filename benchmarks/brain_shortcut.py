@@ -9,7 +9,7 @@ Usage:
         appendix's table book/generated/brain_shortcut_seeds.md)
 
 Reads the Brain Tumor MRI Dataset, Br35H and LGG and splits them exactly as the data chapter does
-(:func:`medclass.prerequisites.brain_split`: brain-tumor-mri 80/10/10 by duplicate group;
+(:func:`medclass.case_studies.brain_split`: brain-tumor-mri 80/10/10 by duplicate group;
 Br35H's new tumour slices and LGG's patients: a fixed half of each held out as ``external_val``
 + ``external_test``, the other half joining training only in the variants that say so). Each
 variant then trains with the ``cpu`` profile's brain recipe (MobileNetV2 0.35, ImageNet weights
@@ -58,10 +58,10 @@ import yaml  # noqa: E402
 from medclass import (  # noqa: E402
     augment,
     calibration,
+    case_studies,
     evaluation,
     models,
     pipeline,
-    prerequisites,
     shortcuts,
     splits,
     training,
@@ -138,14 +138,14 @@ def settings_for(settings: dict, name: str) -> dict:
 
 def joined_frames(data_dir: str):
     """brain-tumor-mri with duplicate groups, Br35H's new tumour slices and LGG's slices, as the
-    data chapter reads them (:func:`medclass.prerequisites.brain_frames`)."""
-    return prerequisites.brain_frames(data_dir, synthetic=False)
+    data chapter reads them (:func:`medclass.case_studies.brain_frames`)."""
+    return case_studies.brain_frames(data_dir, synthetic=False)
 
 
 def manifest(frames, variant: Variant, seed: int, max_images=None) -> pd.DataFrame:
-    """The data chapter's split (:func:`medclass.prerequisites.brain_split`) for ``variant``:
+    """The data chapter's split (:func:`medclass.case_studies.brain_split`) for ``variant``:
     the held-out images are the same for every variant."""
-    return prerequisites.brain_split(
+    return case_studies.brain_split(
         *frames,
         seed=seed,
         max_images=max_images,

@@ -60,7 +60,7 @@ def split_for(folder, **changes):
 def test_a_split_that_is_there_is_used_not_made_again(tmp_path, capsys):
     manifest = a_made_split(tmp_path, **SETTINGS)
     assert split_for(tmp_path / "run") == manifest and capsys.readouterr().out == ""
-    with pytest.raises(ValueError, match="No data chapter makes a split of 'br35h'"):
+    with pytest.raises(ValueError, match="No case study trains on 'br35h'"):
         prerequisites.split_for(
             "br35h",
             tmp_path / "x",

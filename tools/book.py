@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from medclass import records
+from medclass import case_studies, records
 from tools.notebook_stderr import remove_startup_noise
 from tools.page_parameters import show_values_once
 
@@ -29,13 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PROFILES_DIR = ROOT / "notebooks" / "profiles"
 PUBLISHED_DIR = ROOT / "book" / "published"
 BOOK_FILES = ("_config.yml", "_toc.yml", "book")
-BRAIN_CHAPTERS = ("brain_01_data", "brain_02_training", "brain_03_evaluation")
-CHAPTER_DATA = {  # which datasets a chapter reads; else its `dataset` parameter
-    "augmentation": ("brain_mri", "ham10000"),
-    "concepts_02_resnet": (),
-    **{chapter: ("brain_mri", "br35h", "lgg") for chapter in BRAIN_CHAPTERS},
-    "skin_03_evaluation": ("ham10000", "ph2"),
-}
+# The datasets a chapter outside the case studies reads; else its `dataset` parameter.
+CHAPTER_DATA = {"augmentation": ("brain_mri", "ham10000"), "concepts_02_resnet": ()}
 
 
 def toc_files(toc_path: Path = ROOT / "_toc.yml") -> list[str]:
@@ -355,6 +350,9 @@ def _version(package: str) -> str:
 
 def chapter_datasets(source: Path, settings: dict) -> list[str]:
     """The datasets a chapter reads with ``settings`` (its defaults and parameters joined)."""
+    case_study = case_studies.chapter_datasets(source.stem)
+    if case_study is not None:
+        return list(case_study)
     return list(CHAPTER_DATA.get(source.stem, (settings.get("dataset"),)))
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medclass import intervals, report
+from medclass import case_studies, intervals, report
 from medclass.runtime import RESULT_KEY
 from tools import book
 
@@ -302,10 +302,10 @@ def read_published(profile: str) -> tuple[dict, dict, dict]:
 
     published = book.PUBLISHED_DIR / profile
     results, evaluations, records = {}, {}, {}
-    for name, folder in (("brain", "brain_mri"), ("skin", "ham10000")):
-        path = published / "models" / folder / "evaluation.json"
+    for case in case_studies.CASE_STUDIES:
+        path = published / "models" / case.dataset / "evaluation.json"
         if path.is_file():
-            evaluations[name] = json.loads(path.read_text())
+            evaluations[case.name] = json.loads(path.read_text())
     for source in book.toc_notebooks():
         notebook = published / source.name
         if notebook.is_file():
@@ -412,11 +412,9 @@ def headlines(profile: str = "cpu", published: tuple | None = None) -> dict[str,
     internal and external (``published`` as for :func:`markdown`)."""
     by_chapter, evaluations, _ = published or read_published(profile)
     paragraphs = {}
-    for dataset, chapter, groups in (
-        ("brain_mri", "brain_03_evaluation", "duplicate groups"),
-        ("ham10000", "skin_03_evaluation", "lesions (PH2: over images)"),
-    ):
-        evaluation = evaluations.get(chapter.split("_")[0], {})
+    for case in case_studies.CASE_STUDIES:
+        dataset, chapter, groups = case.dataset, case.chapter("evaluation"), case.interval_unit
+        evaluation = evaluations.get(case.name, {})
         text = headline(chapter, by_chapter.get(chapter, {}), evaluation) if evaluation else ""
         paragraphs[dataset] = (
             f"In the published `{profile}` run, on the test split unless said: {text}. "

@@ -13,6 +13,8 @@ from __future__ import annotations
 import difflib
 import math
 
+from medclass import datasets
+
 IMBALANCE = ("class_weight", "focal", "logit_adjusted", "none")
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 
@@ -81,9 +83,12 @@ def _text(optional=False):
 
 
 def _dataset(value):
-    from medclass import datasets
-
     return _one_of(datasets.names())(value)
+
+
+def _classes(dataset) -> int | None:
+    """How many classes ``dataset`` has; None for a name of no dataset (refused elsewhere)."""
+    return len(datasets.get(dataset).class_names) if dataset in datasets.names() else None
 
 
 def _backbone(value):
@@ -211,9 +216,10 @@ def check(namespace: dict) -> None:
             expected = check_value(namespace[name])
             if expected:
                 problems.append(f"{name}={namespace[name]!r}: expected {expected}")
-    if namespace.get("dataset") == "brain_mri" and namespace.get("imbalance") == "logit_adjusted":
+    dataset = namespace.get("dataset")
+    if namespace.get("imbalance") == "logit_adjusted" and _classes(dataset) == 2:
         problems.append(
-            "imbalance='logit_adjusted' with dataset='brain_mri': logit adjustment is for a softmax over "
+            f"imbalance='logit_adjusted' with dataset={dataset!r}: logit adjustment is for a softmax over "
             "three or more classes; use 'class_weight'"
         )
     extra_seeds = namespace.get("extra_seeds")

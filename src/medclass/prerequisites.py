@@ -16,65 +16,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pandas as pd
-
-from medclass import audit, augment, data, losses, models, pipeline, saved_models, splits, training
+from medclass import augment, case_studies, data, losses, models, pipeline, saved_models, splits, training
 from medclass.recipe import Recipe
-
-SPLIT_CHAPTER = {"brain_mri": "brain_01_data", "ham10000": "skin_01_data"}
-TRAINING_CHAPTER = {"brain_mri": "brain_02_training", "ham10000": "skin_02_training"}
-
-
-def brain_frames(data_dir, synthetic: bool) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """brain-tumor-mri, Br35H's tumour slices that are not copies of its images (grouped with
-    them into one partition of duplicates), and LGG's slices, one row per sequence, grouped by
-    patient: the brain data chapter's sections on copies, on Br35H and on LGG."""
-    frame = data.load_dataset("brain_mri", data_dir, synthetic_data=synthetic)
-    external = data.load_dataset("br35h", data_dir, synthetic_data=synthetic)
-    hashes = audit.perceptual_hashes(frame["path"])
-    external_hashes = audit.perceptual_hashes(external["path"])
-    frame, new_images, _ = audit.without_copies(frame, hashes, external, external_hashes)
-    lgg = data.load_dataset("lgg", data_dir, synthetic_data=synthetic)
-    return frame, new_images[new_images["label"] == "Tumor"], lgg
-
-
-def brain_split(
-    frame, new_tumours, lgg, *, seed: int, max_images, br35h_in_training: bool, lgg_in_training: bool
-) -> pd.DataFrame:
-    """brain-tumor-mri 80/10/10 by duplicate group; Br35H's new tumours and LGG's patients held
-    out, a quarter each for ``external_val`` and ``external_test`` (the other half in training
-    when ``br35h_in_training``, ``lgg_in_training``): the brain data chapter's last step."""
-    frame = splits.cap_images(frame, max_images, seed)
-    new_tumours = splits.cap_images(new_tumours, max_images and max(10, max_images // 5), seed)
-    lgg = splits.cap_groups(lgg, max_images and max(8, max_images // 20), seed)
-    internal = splits.split_frame(frame, val_fraction=0.1, test_fraction=0.1, seed=seed)
-    held_out = splits.split_external(new_tumours, in_training=br35h_in_training, seed=seed)
-    patients = splits.split_external(lgg, in_training=lgg_in_training, seed=seed)
-    joined = splits.join_frames(internal, held_out, patients)
-    splits.check_split(joined)
-    joined.attrs["settings"] = {
-        "seed": seed,
-        "max_images": max_images,
-        "br35h_in_training": br35h_in_training,
-        "lgg_in_training": lgg_in_training,
-    }
-    return joined
-
-
-def skin_frame(data_dir, synthetic: bool) -> pd.DataFrame:
-    """HAM10000 with lesions joined to their near-copies (the skin data chapter's duplicate section)."""
-    frame = data.load_dataset("ham10000", data_dir, synthetic_data=synthetic)
-    hashes = audit.perceptual_hashes(frame["path"])
-    return frame.assign(group=audit.duplicate_groups(frame, hashes, audit.NEAR_DUPLICATE_BITS).to_numpy())
-
-
-def skin_split(frame, *, seed: int, max_images) -> pd.DataFrame:
-    """70/15/15 by lesion group: the skin data chapter's last step."""
-    frame = splits.cap_images(frame, max_images, seed)
-    frame = splits.split_frame(frame, val_fraction=0.15, test_fraction=0.15, seed=seed)
-    splits.check_split(frame)
-    frame.attrs["settings"] = {"seed": seed, "max_images": max_images}
-    return frame
 
 
 def split_for(
@@ -89,34 +32,24 @@ def split_for(
     lgg_in_training=True,
 ) -> Path:
     """The manifest in ``run_dir``; when there is none, the data chapter's split made and written."""
+    case = case_studies.for_dataset(dataset)
     manifest = Path(run_dir) / "manifest.csv"
-    wanted = {"synthetic": bool(synthetic), "seed": seed, "max_images": max_images}
-    if dataset == "brain_mri":
-        wanted.update(br35h_in_training=br35h_in_training, lgg_in_training=lgg_in_training)
+    given = {"br35h_in_training": br35h_in_training, "lgg_in_training": lgg_in_training}
+    chosen = {name: given[name] for name in case.split_settings}
+    wanted = {"synthetic": bool(synthetic), "seed": seed, "max_images": max_images, **chosen}
     if manifest.exists():
-        _check_made_as_asked(manifest, dataset, wanted)
+        _check_made_as_asked(manifest, case, wanted)
         return manifest
-    if dataset == "brain_mri":
-        frame = brain_split(
-            *brain_frames(data_dir, synthetic),
-            seed=seed,
-            max_images=max_images,
-            br35h_in_training=br35h_in_training,
-            lgg_in_training=lgg_in_training,
-        )
-    elif dataset == "ham10000":
-        frame = skin_split(skin_frame(data_dir, synthetic), seed=seed, max_images=max_images)
-    else:
-        raise ValueError(f"No data chapter makes a split of {dataset!r}; use 'brain_mri' or 'ham10000'.")
+    frame = case.make_split(data_dir, synthetic, seed=seed, max_images=max_images, **chosen)
     splits.write_manifest(frame, manifest)
     print(
-        f"No split in {Path(run_dir)}: made it as {SPLIT_CHAPTER[dataset]} does "
+        f"No split in {Path(run_dir)}: made it as {case.chapter('data')} does "
         f"({len(frame)} images, seed {seed}) and wrote {manifest}."
     )
     return manifest
 
 
-def _check_made_as_asked(manifest: Path, dataset: str, wanted: dict) -> None:
+def _check_made_as_asked(manifest: Path, case: case_studies.CaseStudy, wanted: dict) -> None:
     """Refuse a manifest in ``run_dir`` made with other settings than the chapter's: reusing it
     would train or evaluate on another split than the parameters say."""
     made = splits.read_manifest(manifest).attrs
@@ -130,7 +63,7 @@ def _check_made_as_asked(manifest: Path, dataset: str, wanted: dict) -> None:
             f"{key}={made!r} (this chapter: {asked!r})" for key, (made, asked) in differ.items()
         )
         raise ValueError(
-            f"The split in {manifest} was made with {described}. Run {SPLIT_CHAPTER[dataset]} with this "
+            f"The split in {manifest} was made with {described}. Run {case.chapter('data')} with this "
             "chapter's parameters to make it again, or give this chapter another output_dir."
         )
 
@@ -140,8 +73,9 @@ def model_for(dataset: str, run_dir, settings: dict):
     model trained with ``settings`` (the chapter's parameters), as that chapter trains it."""
     run_dir = Path(run_dir)
     if not (run_dir / "model.keras").exists():
+        chapter = case_studies.for_dataset(dataset).chapter("training")
         print(
-            f"No model in {run_dir}: training one as {TRAINING_CHAPTER[dataset]} does, with this "
+            f"No model in {run_dir}: training one as {chapter} does, with this "
             f"chapter's parameters ({settings['epochs_frozen']} + {settings['epochs_finetune']} epochs)."
         )
         train(dataset, run_dir, settings)
@@ -195,25 +129,19 @@ def recipe_for(settings: dict, labels, class_names: list[str], jit_compile: bool
     )
 
 
-def model_metadata(settings: dict, class_names, size, synthetic: bool, brain: bool, manifest: Path) -> dict:
+def model_metadata(settings: dict, class_names, size, synthetic: bool, case, manifest: Path) -> dict:
     """What the training chapter records in ``model.json`` about its run."""
-    kind = "real data" if not synthetic else ("synthetic phantoms" if brain else "synthetic images")
     metadata = {
         "class_names": class_names,
         "image_size": list(size),
-        "threshold": 0.5 if brain else None,
+        "threshold": case.threshold,
         "backbone": settings["backbone"],
         "alpha": settings["alpha"],
         "weights": settings["weights"],
-        "data": kind,
+        "data": case.synthetic_kind if synthetic else "real data",
         "augmentation": settings["augmentation"],
     }
-    if brain:
-        metadata |= {
-            "standardise": settings["standardise"],
-            "br35h_in_training": settings["br35h_in_training"],
-            "lgg_in_training": settings.get("lgg_in_training", False),
-        }
+    metadata |= {name: settings[name] for name in case.recorded_settings}
     return metadata | {"manifest_sha256": splits.manifest_hash(manifest)}
 
 
@@ -226,7 +154,7 @@ def train(dataset: str, run_dir: Path, settings: dict, verbose: int = 2) -> trai
     accelerator = hardware.configure()
     manifest = run_dir / "manifest.csv"
     frame = splits.read_manifest(manifest)
-    brain = dataset == "brain_mri"
+    case = case_studies.for_dataset(dataset)
     class_names = list(data.dataset_info(dataset).class_names)
     size = models.image_size_for(settings["backbone"], settings["image_size"])
     batch_size, seed = settings["batch_size"], settings["seed"]
@@ -244,13 +172,13 @@ def train(dataset: str, run_dir: Path, settings: dict, verbose: int = 2) -> trai
             size,
             num_classes=len(class_names),
             alpha=settings["alpha"],
-            **({"standardise": settings["standardise"]} if brain else {}),
+            **{name: settings[name] for name in case.builder_settings},
         )
     class_weight = None
     if settings["imbalance"] == "class_weight":
         class_weight = losses.balanced_class_weight(train_frame["label"], class_names)
     recipe = recipe_for(settings, train_frame["label"], class_names, accelerator.jit_compile)
-    metadata = model_metadata(settings, class_names, size, frame.attrs.get("synthetic"), brain, manifest)
+    metadata = model_metadata(settings, class_names, size, frame.attrs.get("synthetic"), case, manifest)
     return training.train_two_phase(
         model,
         base,
