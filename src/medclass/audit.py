@@ -13,6 +13,7 @@ import pandas as pd
 from PIL import Image
 
 from medclass import figures, images
+from medclass.splits import join_frames
 
 # Two images whose 256-bit perceptual hashes differ in at most this many bits are treated as
 # copies of one another. Chosen from the data: on the Brain Tumor MRI dataset the distance from
@@ -169,8 +170,6 @@ def without_copies(
     Returns ``(frame, new, copies)``: ``frame`` with the joint groups, the new rows of
     ``external`` with theirs, and the rows of ``external`` left out as copies.
     """
-    from medclass.splits import join_frames
-
     both = join_frames(frame, external)
     inside = len(frame)
     signatures = thumbnail_signatures(both["path"])

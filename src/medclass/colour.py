@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from medclass import figures
+from medclass import calibration, evaluation, figures
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of R, G and B in perceived brightness
 
@@ -121,7 +121,6 @@ def classifier_curve(model, dataset, temperature: float, positive: int, threshol
     """:func:`robustness_curve` of a softmax ``model`` calibrated with ``temperature``: balanced
     accuracy and accuracy (each image its most probable class), the sensitivity for class
     ``positive`` at ``P(positive) >= threshold``, and the share of images called ``positive``."""
-    from medclass import calibration, evaluation
 
     def predict(shifted):
         labels, raw = evaluation.predict_probabilities(model, shifted)

@@ -14,6 +14,7 @@ import pandas as pd
 from sklearn import metrics
 
 from medclass import figures
+from medclass.images import read_rgb
 from medclass.intervals import clustered_wilson
 
 # Fewer positive images than this in a subgroup are reported as a count, not a rate.
@@ -507,8 +508,6 @@ def plot_gallery(errors: pd.DataFrame, score_name: str, title: str = ""):
     """The images of :func:`confident_errors` as the model read them (:mod:`medclass.images`),
     titled with their true label and score. With no error to show it draws no figure, says so
     in a line, and returns None."""
-    from medclass.images import read_rgb
-
     if errors.empty:
         print(f"{title or 'Errors'}: none.")
         return None

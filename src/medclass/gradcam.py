@@ -25,6 +25,8 @@ import numpy as np
 import tensorflow as tf
 
 from medclass import figures
+from medclass.evaluation import as_columns, predict_batch
+from medclass.pipeline import decode_and_resize
 
 METHODS = ("gradcam", "gradcam++")
 
@@ -156,8 +158,6 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4) -> np.nd
 
 def load_images(paths, image_size) -> np.ndarray:
     """Images decoded and resized exactly as the input pipeline does, as a float32 batch."""
-    from medclass.pipeline import decode_and_resize
-
     size = tuple(int(side) for side in image_size)
     return np.stack([decode_and_resize(tf.constant(str(path)), size).numpy() for path in paths]).astype(
         "float32"
@@ -180,8 +180,6 @@ def plot_overlays(
     Each column is titled with the true label and the probability of the explained class
     (``class_index``; None: the predicted class). Returns the figure.
     """
-    from medclass.evaluation import as_columns, predict_batch
-
     images = load_images(frame["path"], image_size)
     probabilities = as_columns(predict_batch(model, images))
     views = model_view(model, images)

@@ -13,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 import tensorflow as tf
 
+from medclass.images import read_rgb
+
 AUTOTUNE = tf.data.AUTOTUNE
 # Decoded uint8 images up to this size are cached in memory; larger sets go to a disk cache.
 MEMORY_CACHE_LIMIT = 3 * 2**30
@@ -49,8 +51,6 @@ def resize_image(image, image_size: Sequence[int]) -> tf.Tensor:
 def decode_and_resize(path: tf.Tensor, image_size: Sequence[int]) -> tf.Tensor:
     """Read one file (JPEG, PNG, BMP or GIF, whatever its name) as RGB uint8 pixels with
     :func:`medclass.images.read_rgb`, the decoder the app uses too, and resize it."""
-    from medclass.images import read_rgb
-
     image = tf.numpy_function(read_rgb, [path], tf.uint8, stateful=False)
     image.set_shape([None, None, 3])
     return resize_image(image, image_size)

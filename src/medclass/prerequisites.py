@@ -16,8 +16,20 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from medclass import augment, case_studies, data, losses, models, pipeline, saved_models, splits, training
+from medclass import (
+    augment,
+    case_studies,
+    data,
+    hardware,
+    losses,
+    models,
+    pipeline,
+    saved_models,
+    splits,
+    training,
+)
 from medclass.recipe import Recipe
+from medclass.runtime import seed_everything
 
 
 def split_for(
@@ -89,8 +101,6 @@ def seed_models(dataset: str, run_dir, settings: dict, seeds) -> dict[int, tuple
     another split, or with one older than ``run_dir``'s own model (trained for an earlier run,
     whose recipe ``model.json`` does not record) is trained as the training chapter trains it;
     the old model stays until the new one is saved. Returns ``{seed: (model, model.json)}``."""
-    from medclass.runtime import seed_everything
-
     manifest = Path(run_dir) / "manifest.csv"
     models_by_seed = {}
     for seed in seeds:
@@ -149,8 +159,6 @@ def train(dataset: str, run_dir: Path, settings: dict, verbose: int = 2) -> trai
     """The training chapter's cells without their figures and tables: datasets, model, class
     weights, recipe, two phases, and the metadata ``model.json`` records. ``verbose`` is Keras's
     (0: no line per epoch)."""
-    from medclass import hardware
-
     accelerator = hardware.configure()
     manifest = run_dir / "manifest.csv"
     frame = splits.read_manifest(manifest)

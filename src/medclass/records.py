@@ -22,7 +22,7 @@ import json
 import math
 from pathlib import Path
 
-from medclass import files
+from medclass import datasets, files
 
 SCHEMA = 1
 # Sanity bounds on what the app reads from the sidecars: fitted temperatures are near 1, the
@@ -67,8 +67,6 @@ def _read(path: Path, rerun: str) -> dict:
 
 
 def _known_orders() -> list[tuple[str, ...]]:
-    from medclass import datasets
-
     return datasets.class_orders()
 
 
@@ -112,8 +110,6 @@ def _check_risk_order(names: list[str], where, rerun: str) -> None:
     """A binary model's one output is the probability of its second class, and the book puts the
     finding second (Healthy, Tumor). Names that put a finding first and a non-finding second
     (``["Tumor", "Normal"]``) would show every tumour in the colours of its opposite."""
-    from medclass import datasets
-
     risky = datasets.risk_classes()
     if len(names) == 2 and names[0] in risky and names[1] not in risky:
         raise RecordError(

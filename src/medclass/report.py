@@ -28,8 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medclass import datasets, folders
+from medclass import datasets, folders, records
+from medclass.datasets import lgg
 from medclass.intervals import clustered_wilson
+from medclass.splits import EXTERNAL_SPLITS
 
 NOT_A_DEVICE = (
     "**This model is a teaching example, not a medical device.** It has not been validated "
@@ -100,8 +102,6 @@ def record_evaluation(
     operating point's metrics are logged as ``test_<operating_name>_<metric>``. The Streamlit app
     reads the temperature and threshold from this file.
     """
-    from medclass import records
-
     run_dir = Path(run_dir)
     results = {**results, "model_sha256": records.model_digest(run_dir / "model.keras")}
     records.check_evaluation(results, info["class_names"], "the evaluation's results")
@@ -164,8 +164,6 @@ def model_card(info: dict, sections: dict[str, str], title: str) -> str:
 def split_markdown(frame: pd.DataFrame) -> str:
     """Images per split and class (and distinct groups: patients, lesions, duplicates), as
     markdown; a second source's held-out splits (``external_val``, ``external_test``) too."""
-    from medclass.splits import EXTERNAL_SPLITS
-
     present = set(frame["split"])
     columns = ["train", "val", "test"] + [name for name in EXTERNAL_SPLITS if name in present]
     counts = pd.crosstab(frame["label"], frame["split"]).reindex(columns=columns, fill_value=0)
@@ -311,8 +309,6 @@ def what_was_read(frame: pd.DataFrame) -> str:
 def read_external(data_dir, class_names, mapping) -> pd.DataFrame:
     """The LGG set by its own loader (one row per slice and sequence, patients as groups), any
     other folder by :func:`load_folder`."""
-    from medclass.datasets import lgg
-
     if lgg.holds_lgg(Path(data_dir)):
         if list(class_names) != list(lgg.DATASET.class_names):
             raise ValueError(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import keras
 
+import medclass.models  # noqa: F401  (registers the custom preprocessing layer)
 from medclass import records
 
 # The largest model file's weights the app and the report will unpack: a 3 MB ``model.keras``
@@ -45,8 +46,6 @@ def load_model(run_dir: str | Path) -> tuple[keras.Model, dict]:
         )
     _check_archive(model_path)
     info = records.read_model_info(run_dir)
-    import medclass.models  # noqa: F401  (registers the custom preprocessing layer)
-
     try:
         model = keras.saving.load_model(model_path, safe_mode=True)
     except Exception as error:  # Keras raises many kinds for a foreign or broken file

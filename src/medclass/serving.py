@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from medclass import datasets
+from medclass import datasets, records
+from medclass.images import MIN_IMAGE_SIDE, jpeg_damage, to_rgb
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUTPUTS = ROOT / "_build" / "outputs"
@@ -161,7 +162,6 @@ def load_bundle(model_dir: str | Path) -> Bundle:
             f"{model_dir} has model.keras but no model.json (class names, image size): export the "
             "model with the training chapter, which writes both."
         )
-    from medclass import records
     from medclass.saved_models import load_model
 
     try:  # cut short, foreign, inflating, or not one probability per class: refused, said why
@@ -187,8 +187,6 @@ def read_image(data: bytes, name: str = "upload") -> tuple[np.ndarray, list[str]
     :class:`UnreadableImage`.
     """
     from PIL import UnidentifiedImageError
-
-    from medclass.images import MIN_IMAGE_SIDE, jpeg_damage, to_rgb
 
     if len(data) > MAX_UPLOAD_MB * 2**20:
         raise UnreadableImage(f"{name} is {len(data) / 2**20:.0f} MB; the limit is {MAX_UPLOAD_MB} MB.")

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import keras
 
+from medclass.runtime import folder_lock
+
 EXPERIMENT = "medclass"
 
 
@@ -52,8 +54,6 @@ class Tracker:
         run_id: str | None = None,
         experiment: str = EXPERIMENT,
     ):
-        from medclass.runtime import folder_lock
-
         self.output_dir = Path(output_dir)
         # Two runs starting in a fresh output_dir would both create the store's tables: one waits.
         with folder_lock(self.output_dir / "mlflow.db.lock", wait=True, what="the MLflow store"):
@@ -115,6 +115,9 @@ class Tracker:
 
 
 class _EpochMetrics(keras.callbacks.Callback):
+    # Not mlflow.keras.MlflowCallback: it logs to the fluent API's active run, and at every fit
+    # logs the optimizer's settings as parameters, which MLflow refuses to change when the
+    # fine-tuning phase recompiles at a lower rate.
     def __init__(self, tracker: Tracker):
         super().__init__()
         self.tracker = tracker

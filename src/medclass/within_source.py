@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from medclass import evaluation
+from medclass import evaluation, figures
 from medclass.intervals import clustered_wilson
 
 # Matched slices: at least this share of the slice is brain (the shared data's README compares
@@ -194,8 +194,6 @@ def size_markdown(sizes: pd.DataFrame) -> str:
 def plot_roc_by_sequence(frame: pd.DataFrame, probabilities, title: str = ""):
     """One ROC curve per sequence, each with its area, on one axis."""
     from sklearn.metrics import roc_curve
-
-    from medclass import figures
 
     probabilities = np.asarray(probabilities, dtype=float)
     figure, axis = figures.panels(1, height=3.6)
