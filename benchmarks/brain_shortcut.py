@@ -60,8 +60,10 @@ from medclass import (  # noqa: E402
     calibration,
     case_studies,
     evaluation,
+    losses,
     models,
     pipeline,
+    prerequisites,
     shortcuts,
     splits,
     training,
@@ -187,13 +189,15 @@ def train_variant(name, frame, recipe_settings, variant: Variant, work_dir: Path
         alpha=recipe_settings["alpha"],
         standardise=variant.standardise,
     )
-    recipe = training.Recipe(
-        epochs_frozen=variant.epochs_frozen or recipe_settings["epochs_frozen"],
-        epochs_finetune=FINE_TUNING["epochs_finetune"] if variant.finetune else 0,
-        learning_rate=recipe_settings["learning_rate"],
-        unfreeze_blocks=FINE_TUNING["unfreeze_blocks"] if variant.finetune else 0,
-        cache_features=recipe_settings["cache_features"],
-    )
+    settings = {
+        **recipe_settings,
+        "epochs_frozen": variant.epochs_frozen or recipe_settings["epochs_frozen"],
+        "epochs_finetune": FINE_TUNING["epochs_finetune"] if variant.finetune else 0,
+        "unfreeze_blocks": FINE_TUNING["unfreeze_blocks"] if variant.finetune else 0,
+        "imbalance": "class_weight",
+        "finetune_schedule": "plateau",
+    }
+    recipe = prerequisites.recipe_for(settings, train["label"], CLASS_NAMES, jit_compile=False)
     result = training.train_two_phase(
         model,
         base,
@@ -202,7 +206,7 @@ def train_variant(name, frame, recipe_settings, variant: Variant, work_dir: Path
         work_folder(work_dir, name),
         num_classes=2,
         recipe=recipe,
-        class_weight=training.balanced_class_weight(train["label"], CLASS_NAMES),
+        class_weight=losses.balanced_class_weight(train["label"], CLASS_NAMES),
         plain_train_ds=plain_train_ds,
         batch_size=batch,
         metadata={"class_names": CLASS_NAMES, "image_size": list(size), "variant": name, **vars(variant)},
