@@ -39,7 +39,8 @@ from pathlib import Path
 import pandas as pd
 
 from medclass import colour, data
-from tools.book import chapter_parameters, notebook_defaults, toc_notebooks
+from tools.chapters import notebook_defaults, toc_notebooks
+from tools.profiles import chapter_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "book" / "published" / "cpu"

@@ -45,7 +45,7 @@ from keras import layers, ops  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from medclass import evaluation  # noqa: E402
+from medclass import evaluation, images  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "skin_levers.csv"
@@ -75,9 +75,7 @@ def load(manifest: Path, data_dir: Path, cache: Path):
     if cache.is_file():
         raw = np.load(cache)
     else:
-        raw = np.stack(
-            [tf.io.decode_jpeg(tf.io.read_file(str(data_dir / p)), channels=3).numpy() for p in frame.path]
-        )
+        raw = np.stack([images.read_rgb(str(data_dir / p)) for p in frame.path])  # the chapters' decoder
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.save(cache, raw)
     labels = frame.label.map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
@@ -271,7 +269,8 @@ def main() -> None:
     parser.add_argument("command", choices=["probe", "finetune", "table"])
     parser.add_argument("--manifest", type=Path, default=ROOT / "_build/outputs/cpu/ham10000/manifest.csv")
     parser.add_argument("--data-dir", type=Path, default=ROOT / ".." / "shared" / "data" / "ham10000")
-    parser.add_argument("--cache", type=Path, default=ROOT / "_build" / "skin_levers" / "images.npy")
+    # images_pil: decoded by medclass.images, not the TF-decoded images.npy of earlier runs
+    parser.add_argument("--cache", type=Path, default=ROOT / "_build" / "skin_levers" / "images_pil.npy")
     parser.add_argument("--variants", nargs="+", default=list(PROBES), choices=list(PROBES))
     parser.add_argument("--name")
     parser.add_argument("--height", type=int, default=160)

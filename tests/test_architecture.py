@@ -1,5 +1,5 @@
-"""The package's shape (issue 31): no two medclass modules import each other, however far round,
-and no function of ``src/`` is longer than a screen."""
+"""The code's shape (issue 31): no two modules of the package, nor two of ``tools/``, import each
+other, however far round, and no function of ``src/`` is longer than a screen."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import ast
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
+from tests.conftest import ROOT
 from tests.test_dependencies import PACKAGE, medclass_modules
+
+TOOLS = ROOT / "tools"
 
 LONGEST_FUNCTION = 60  # lines, docstring included
 
@@ -55,6 +58,24 @@ def test_circles_finds_a_circle_of_three_and_nothing_in_a_chain():
 
 def test_no_two_medclass_modules_import_each_other():
     edges = {name: imports_of(name) for name in module_names()}
+    assert circles(edges) == []
+
+
+def tools_imports(path) -> set[str]:
+    """The modules of ``tools/`` that the file at ``path`` imports, anywhere in it."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "tools":
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tools."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[1] for alias in node.names if alias.name.startswith("tools.")}
+    return found - {path.stem}
+
+
+def test_no_two_tools_import_each_other():
+    edges = {path.stem: tools_imports(path) for path in sorted(TOOLS.glob("*.py"))}
     assert circles(edges) == []
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from medclass import serving
 from tests.conftest import ROOT
-from tools import book, served_app
+from tools import book, chapters, served_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.alone]  # a server, a browser
 
@@ -91,7 +91,7 @@ def published_html(tmp_path_factory):
 
 def test_the_published_book_shows_real_results_with_their_provenance(page, published_html):
     profile, published, html = "cpu", book.PUBLISHED_DIR / "cpu", published_html
-    for source in book.toc_notebooks():
+    for source in chapters.toc_notebooks():
         record = nbformat.read(published / source.name, as_version=4).metadata["medclass"]
         # the residual-network chapter learns scikit-learn's digits: it has no `synthetic`
         assert record["profile"] == profile and not record["parameters"].get("synthetic"), source.name
@@ -156,7 +156,7 @@ def test_every_page_of_the_book_reads_in_a_browser(page, which, request):
     else:
         html = request.getfixturevalue("published_html")
     problems = []
-    for name in book.toc_files():
+    for name in chapters.toc_files():
         page.goto((html / f"{name}.html").as_uri())
         page.wait_for_load_state("load")
         problems += [f"{name}: {problem}" for problem in page.evaluate(PAGE_PROBLEMS, RAW_MARKDOWN)]

@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks import colab_time
 from tests.conftest import REAL_BRAIN, REAL_HAM, ROOT, SHARED
-from tools import book
+from tools import chapters, profiles
 
 TABLE = ROOT / "benchmarks" / "results" / "colab_times.csv"
 RERUN = "defaults changed since the estimate: re-run python -m benchmarks.colab_time"
@@ -33,12 +33,12 @@ def test_the_table_is_what_the_estimate_gives_now(estimate):
 
 
 def test_every_chapter_of_the_book_is_estimated(estimate):
-    assert list(estimate.index) == [path.stem for path in book.toc_notebooks()], RERUN
+    assert list(estimate.index) == [path.stem for path in chapters.toc_notebooks()], RERUN
 
 
 @pytest.mark.parametrize("chapter", colab_time.CHAPTERS)
 def test_the_estimate_is_of_the_defaults_the_chapter_holds(estimate, chapter):
-    defaults = book.notebook_defaults(ROOT / "notebooks" / f"{chapter}.ipynb")
+    defaults = chapters.notebook_defaults(ROOT / "notebooks" / f"{chapter}.ipynb")
     row = estimate.loc[chapter]
     assert row["backbone"] == str(defaults.get("backbone", "")), RERUN
     assert row["image_size"] == str(defaults.get("image_size", "")), RERUN
@@ -57,7 +57,7 @@ def test_the_chapter_fits_a_free_colab_session_and_says_how_long_it_takes(estima
     if row["full_profile_stated"] != row["stated"]:  # the reference recipe is one profile away
         assert f"`full` profile ({row['full_profile_stated']} on a T4)" in said
         assert f"notebooks/profiles/full/{chapter}.yaml" in said
-        full = book.chapter_parameters("full", chapter)
+        full = profiles.chapter_parameters("full", chapter)
         for name in ("backbone", "image_size", "epochs_frozen", "epochs_finetune", "unfreeze_blocks"):
             value = f'"{full[name]}"' if isinstance(full[name], str) else str(full[name])
             assert f"`{name} = {value}`" in said, f"{chapter} names the full recipe's {name}"

@@ -10,7 +10,7 @@ import re
 import nbformat
 import pytest
 
-from tools import book
+from tools import chapters
 
 ASSIGNMENT = re.compile(r"`(\w+)\s*=\s*([^`]+)`")
 
@@ -21,10 +21,10 @@ def _exercises(notebook) -> str:
     return "\n".join(cells[start:]) if start is not None else ""
 
 
-@pytest.mark.parametrize("source", book.toc_notebooks(), ids=lambda path: path.stem)
+@pytest.mark.parametrize("source", chapters.toc_notebooks(), ids=lambda path: path.stem)
 def test_every_setting_an_exercise_names_is_a_parameter_of_its_chapter(source):
     notebook = nbformat.read(source, as_version=4)
-    declared = book.notebook_defaults(source)
+    declared = chapters.notebook_defaults(source)
     problems = []
     for name, value in ASSIGNMENT.findall(_exercises(notebook)):
         if name not in declared:
@@ -52,5 +52,5 @@ def test_the_check_catches_a_setting_the_chapter_does_not_have(tmp_path):
     path = tmp_path / "chapter.ipynb"
     nbformat.write(notebook, path)
     found = ASSIGNMENT.findall(_exercises(nbformat.read(path, as_version=4)))
-    declared = book.notebook_defaults(path)
+    declared = chapters.notebook_defaults(path)
     assert [name for name, _ in found if name not in declared] == ["epoch_frozen"]

@@ -18,7 +18,7 @@ import yaml
 from medclass import parameters
 from tests.conftest import ROOT
 from tests.test_chapter_code import WRITTEN_ON_THE_PAGE
-from tools import book
+from tools import book, chapters, profiles, prose
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 VOCABULARY = {
@@ -174,12 +174,12 @@ def test_each_chapter_declares_the_parameters_it_uses_and_no_others(notebook):
 
 def test_links_agree_with_config(notebook):
     path, _ = notebook
-    assert book.link_problems(path) == []
+    assert chapters.link_problems(path) == []
 
 
 def test_links_are_derived_from_config():
-    url, branch = book.repository()
-    colab, install = book.expected_links(ROOT / "notebooks" / "brain_01_data.ipynb")
+    url, branch = chapters.repository()
+    colab, install = chapters.expected_links(ROOT / "notebooks" / "brain_01_data.ipynb")
     assert colab.endswith(f"/blob/{branch}/notebooks/brain_01_data.ipynb")
     assert install == f"medclass[book] @ git+{url}@{branch}"
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
@@ -202,13 +202,13 @@ def test_profiles_only_set_known_parameters():
 
 def test_case_study_sections_override_shared_keys():
     profile = {"seed": 1, "backbone": "resnet50", "skin": {"backbone": "efficientnet_b0", "seed": 2}}
-    assert book.parameters_for(profile, "skin_02_training") == {"seed": 2, "backbone": "efficientnet_b0"}
-    assert book.parameters_for(profile, "brain_02_training") == {"seed": 1, "backbone": "resnet50"}
-    assert book.parameters_for(profile, "augmentation") == {"seed": 1, "backbone": "resnet50"}
+    assert profiles.parameters_for(profile, "skin_02_training") == {"seed": 2, "backbone": "efficientnet_b0"}
+    assert profiles.parameters_for(profile, "brain_02_training") == {"seed": 1, "backbone": "resnet50"}
+    assert profiles.parameters_for(profile, "augmentation") == {"seed": 1, "backbone": "resnet50"}
 
 
 def test_toc_lists_existing_files_and_every_notebook():
-    entries = book.toc_files()
+    entries = chapters.toc_files()
     for entry in entries:
         assert any((ROOT / f"{entry}{suffix}").exists() for suffix in (".md", ".ipynb")), entry
     assert {p.stem for p in NOTEBOOKS} <= {Path(e).name for e in entries}
@@ -236,7 +236,7 @@ def test_a_failing_notebook_names_itself_and_the_cell(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_every_notebook_executes_in_the_demo_profile(demo_book):
     build_dir, _ = demo_book
-    for source in book.toc_notebooks():
+    for source in chapters.toc_notebooks():
         executed = nbformat.read(build_dir / "executed" / "demo" / source.name, as_version=4)
         errors = [
             o for c in executed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
@@ -266,7 +266,7 @@ def test_book_builds_without_warnings_and_shows_the_parts(demo_book):
     for name in ("brain_01_data", "brain_02_training", "brain_03_evaluation", "skin_01_data", "augmentation"):
         page = (build_dir / "html" / "notebooks" / f"{name}.html").read_text()
         assert 'src="../_images/' in page, f"{name} has no figure"
-        colab, _ = book.expected_links(ROOT / "notebooks" / f"{name}.ipynb")
+        colab, _ = chapters.expected_links(ROOT / "notebooks" / f"{name}.ipynb")
         assert colab in page, "the Colab badge and launch button point at this notebook"
         assert "mybinder.org/v2/gh/" in page and "btn-download-source-button" in page
     references = (build_dir / "html" / "book" / "references.html").read_text().lower()
@@ -277,12 +277,12 @@ def test_book_builds_without_warnings_and_shows_the_parts(demo_book):
 @pytest.mark.slow
 def test_every_chapter_says_how_its_results_were_produced(demo_book):
     build_dir, _ = demo_book
-    for source in book.toc_notebooks():
+    for source in chapters.toc_notebooks():
         page = (build_dir / "html" / "notebooks" / f"{source.stem}.html").read_text()
         assert "How the results on this page were produced" in page, source.stem
         assert "demo" in page and "Run time" in page, source.stem
         # The residual-network chapter learns scikit-learn's digits; it takes no `synthetic`.
-        data = "synthetic images generated" if "synthetic" in book.notebook_defaults(source) else "digits"
+        data = "synthetic images generated" if "synthetic" in chapters.notebook_defaults(source) else "digits"
         assert data in page, f"{source.stem}: the note should name {data!r}"
     training = (build_dir / "html" / "notebooks" / "brain_02_training.html").read_text()
     assert "Backbone" in training and "resnet50" in training and "random initialisation" in training
@@ -292,7 +292,7 @@ def test_every_chapter_says_how_its_results_were_produced(demo_book):
 
 def test_chapter_prose_binds_to_no_run_and_agrees_with_the_profiles():
     """The markdown is shared by every profile's pages (issue 18, item 1)."""
-    assert [problem for source in NOTEBOOKS for problem in book.prose_problems(source)] == []
+    assert [problem for source in NOTEBOOKS for problem in prose.prose_problems(source)] == []
 
 
 def test_prose_that_cannot_be_true_of_every_run_is_found(tmp_path):
@@ -318,10 +318,10 @@ def test_prose_that_cannot_be_true_of_every_run_is_found(tmp_path):
     document.metadata["medclass"] = {"parameters": {"weights": "backbone.weights.h5", "synthetic": False}}
     path = tmp_path / "brain_02_training.ipynb"
     nbformat.write(document, path)
-    problems = book.prose_problems(path)
+    problems = prose.prose_problems(path)
     assert len(problems) == 4, problems
     assert "cell 1 binds the prose to one run" in problems[0]
-    value = book.chapter_parameters("cpu", "brain_02_training")["epochs_finetune"]
+    value = profiles.chapter_parameters("cpu", "brain_02_training")["epochs_finetune"]
     assert value != 4, "the check needs a value the profile does not hold"
     assert f"cell 2 says `epochs_finetune=4` of the `cpu` profile, whose value is {value}" in problems[1]
     assert problems[2:] == [
@@ -334,7 +334,7 @@ def test_prose_that_cannot_be_true_of_every_run_is_found(tmp_path):
 def test_the_demo_pages_say_what_their_runs_did(demo_book):
     build_dir, _ = demo_book
     executed = build_dir / "executed" / "demo"
-    assert [problem for source in NOTEBOOKS for problem in book.prose_problems(executed / source.name)] == []
+    assert [problem for source in NOTEBOOKS for problem in prose.prose_problems(executed / source.name)] == []
     for chapter in ("brain_02_training", "skin_02_training"):
         text = json.dumps(nbformat.read(executed / f"{chapter}.ipynb", as_version=4).cells)
         assert "This run's backbone is **not pretrained**" in text, chapter
@@ -347,7 +347,7 @@ def test_both_case_studies_export_a_model_that_loads_safely(demo_book):
 
     from medclass import saved_models, tracking
 
-    outputs = ROOT / book.parameters_for(book.read_profile("demo"), "brain")["output_dir"]
+    outputs = ROOT / profiles.parameters_for(profiles.read_profile("demo"), "brain")["output_dir"]
     image = np.random.default_rng(0).uniform(0, 255, (1, 90, 120, 3)).astype("float32")
     for dataset, width in (("brain_mri", 1), ("ham10000", 7)):
         model, info = saved_models.load_model(outputs / dataset)
@@ -364,7 +364,7 @@ def test_both_case_studies_export_a_model_that_loads_safely(demo_book):
 @pytest.mark.slow
 def test_evaluation_chapters_show_the_model_card_and_write_their_record(demo_book):
     build_dir, _ = demo_book
-    outputs = ROOT / book.parameters_for(book.read_profile("demo"), "brain")["output_dir"]
+    outputs = ROOT / profiles.parameters_for(profiles.read_profile("demo"), "brain")["output_dir"]
     for name, dataset, operating, figures in (
         ("brain_03_evaluation", "brain_mri", "Operating point", 10),
         ("skin_03_evaluation", "ham10000", "Melanoma operating point", 9),
@@ -400,7 +400,7 @@ def test_the_brain_data_chapter_audits_shortcuts_before_any_training(demo_book):
     assert "file (format, mode, size)" in page and "after SliceStandardisation" in page
     manifest = pd.read_csv(
         ROOT
-        / book.parameters_for(book.read_profile("demo"), "brain")["output_dir"]
+        / profiles.parameters_for(profiles.read_profile("demo"), "brain")["output_dir"]
         / "brain_mri"
         / "manifest.csv"
     )

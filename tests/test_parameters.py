@@ -9,7 +9,7 @@ import pytest
 
 from medclass import parameters
 from tests.test_notebooks import NOTEBOOKS, parameters_of
-from tools import book
+from tools import profiles
 
 
 @pytest.mark.parametrize(
@@ -65,10 +65,10 @@ def test_every_mistake_is_named_at_once_and_other_names_are_ignored():
 
 @pytest.mark.parametrize("profile", ["demo", "cpu", "full"])
 def test_every_profile_gives_every_chapter_parameters_that_pass(profile):
-    settings = book.read_profile(profile)
+    settings = profiles.read_profile(profile)
     for path in NOTEBOOKS:
         defaults = parameters_of(nbformat.read(path, as_version=4))
-        parameters.check({**defaults, **book.parameters_for(settings, path.stem)})
+        parameters.check({**defaults, **profiles.parameters_for(settings, path.stem)})
 
 
 @pytest.mark.case(
@@ -128,14 +128,14 @@ def test_the_readme_makes_every_folder_papermill_writes_into():
     "make book stops at once, naming the file, the key and the key it resembles",
 )
 def test_a_misspelled_profile_key_stops_the_build(tmp_path, monkeypatch):
-    monkeypatch.setattr(book, "PROFILES_DIR", tmp_path)
+    monkeypatch.setattr(profiles, "PROFILES_DIR", tmp_path)
     (tmp_path / "typo.yaml").write_text("epoch_frozen: 1\nbrain:\n  learnig_rate: 0.01\n")
     with pytest.raises(SystemExit) as error:
-        book.read_profile("typo")
+        profiles.read_profile("typo")
     message = str(error.value)
     assert "typo.yaml" in message
     assert "epoch_frozen (did you mean 'epochs_frozen'?)" in message
     assert "brain: learnig_rate (did you mean 'learning_rate'?)" in message
     (tmp_path / "sections.yaml").write_text("brian:\n  seed: 1\n")
     with pytest.raises(SystemExit, match="brian: not a case study's section"):
-        book.read_profile("sections")
+        profiles.read_profile("sections")

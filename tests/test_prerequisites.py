@@ -106,14 +106,14 @@ def build_colab_environment(folder: Path) -> Path:
     import subprocess
     import sys
 
-    from tools import book
+    from tools import chapters
 
     # What pip builds from the repository, copied out so that the build leaves the checkout alone.
     package = folder / "package"
     shutil.copytree(ROOT / "src", package / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, package / name)
-    _, install = book.expected_links(ROOT / "notebooks" / "brain_01_data.ipynb")
+    _, install = chapters.expected_links(ROOT / "notebooks" / "brain_01_data.ipynb")
     spec = install.split(" @ ", 1)[0] + " @ " + package.as_uri()  # medclass[book] @ file:///...
     venv = folder / "venv"
     python = venv / "bin" / "python"
@@ -192,7 +192,7 @@ def alone_parameters(chapter: str) -> dict:
     lone run must show is that the chapter finds or makes everything it needs, not its
     numbers), and a weights file given by an absolute path, as a Colab user's uploaded file
     would be."""
-    from tools import book
+    from tools import chapters
 
     settings = demo_parameters(chapter)
     folders = {"output_dir": "outputs", "data_dir": "data"}
@@ -206,7 +206,7 @@ def alone_parameters(chapter: str) -> dict:
         settings["max_images"] = ALONE_MAX_IMAGES
     if settings.get("image_size", 0) > ALONE_IMAGE_SIZE:
         settings["image_size"] = ALONE_IMAGE_SIZE
-    declared = book.notebook_defaults(ROOT / "notebooks" / f"{chapter}.ipynb")
+    declared = chapters.notebook_defaults(ROOT / "notebooks" / f"{chapter}.ipynb")
     assert set(settings) <= set(declared), "papermill would warn of an unknown parameter"
     if isinstance(settings.get("weights"), str) and settings["weights"].endswith(".h5"):
         weights = (ROOT / settings["weights"]).resolve()

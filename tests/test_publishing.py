@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tools import book
+from tools import book, chapters, profiles, prose, provenance
 
 
 def executed_copy(path, record: dict | None = None):
@@ -30,12 +30,12 @@ def executed_copy(path, record: dict | None = None):
 def test_provenance_records_profile_settings_data_machine_and_time():
     source = ROOT / "notebooks" / "brain_02_training.ipynb"
     started = datetime.datetime(2026, 11, 23, 8, 0, 0)
-    record = book.provenance("cpu", source, {"backbone": "mobilenet_v2", "alpha": 0.35}, started, 421.4)
+    record = provenance.provenance("cpu", source, {"backbone": "mobilenet_v2", "alpha": 0.35}, started, 421.4)
     assert record["parameters"]["backbone"] == "mobilenet_v2"
-    assert record["parameters"]["epochs_frozen"] == book.notebook_defaults(source)["epochs_frozen"]
+    assert record["parameters"]["epochs_frozen"] == chapters.notebook_defaults(source)["epochs_frozen"]
     assert record["uses_model"] and record["datasets"] == ["brain_mri", "br35h", "lgg"]
     assert re.match(r"\d+ CPU cores \(.+\), \d+ GiB memory, ", record["machine"])
-    note = book.provenance_markdown(record)
+    note = provenance.provenance_markdown(record)
     assert note.startswith("```{admonition} How the results on this page were produced")
     for fact in (
         "`cpu`",
@@ -83,24 +83,24 @@ def test_the_published_models_are_committed_and_load():
 
 
 def test_provenance_says_which_chapters_use_no_model_and_which_data():
-    data_chapter = book.provenance(
+    data_chapter = provenance.provenance(
         "demo", ROOT / "notebooks" / "skin_01_data.ipynb", {"synthetic": True}, datetime.datetime.now(), 3
     )
-    assert not data_chapter["uses_model"] and "Backbone" not in book.provenance_markdown(data_chapter)
-    assert "synthetic images" in book.provenance_markdown(data_chapter)
-    augmentation = book.provenance(
+    assert not data_chapter["uses_model"] and "Backbone" not in provenance.provenance_markdown(data_chapter)
+    assert "synthetic images" in provenance.provenance_markdown(data_chapter)
+    augmentation = provenance.provenance(
         "cpu", ROOT / "notebooks" / "augmentation.ipynb", {"synthetic": False}, datetime.datetime.now(), 3
     )
-    assert "Brain Tumor MRI" in book.provenance_markdown(augmentation)
-    assert "HAM10000" in book.provenance_markdown(augmentation)
-    digits = book.provenance(
+    assert "Brain Tumor MRI" in provenance.provenance_markdown(augmentation)
+    assert "HAM10000" in provenance.provenance_markdown(augmentation)
+    digits = provenance.provenance(
         "cpu",
         ROOT / "notebooks" / "concepts_02_resnet.ipynb",
         {"synthetic": False},
         datetime.datetime.now(),
         3,
     )
-    assert "digits (no medical data)" in book.provenance_markdown(digits)
+    assert "digits (no medical data)" in provenance.provenance_markdown(digits)
 
 
 def test_publish_copies_executed_chapters_whole(tmp_path):
@@ -133,10 +133,10 @@ def test_a_cpu_run_publishes_and_a_demo_run_does_not(tmp_path, monkeypatch):
 def test_staging_puts_the_note_under_the_title_and_names_missing_chapters(tmp_path):
     executed = tmp_path / "executed"
     executed.mkdir()
-    record = book.provenance(
+    record = provenance.provenance(
         "cpu", ROOT / "notebooks" / "brain_01_data.ipynb", {"synthetic": False}, datetime.datetime.now(), 12
     )
-    for source in book.toc_notebooks():
+    for source in chapters.toc_notebooks():
         executed_copy(executed / source.name, record)
     book.stage_book(executed, tmp_path / "stage")
     staged = nbformat.read(tmp_path / "stage" / "notebooks" / "brain_01_data.ipynb", as_version=4)
@@ -199,7 +199,7 @@ def test_figures_are_kept_when_the_environment_sets_a_matplotlib_backend(tmp_pat
         tmp_path / "figure.ipynb", "import matplotlib.pyplot as plt\nplt.plot([0, 1], [x, 2])\nplt.show()"
     )
     monkeypatch.setattr(book, "ROOT", tmp_path)
-    monkeypatch.setattr(book, "_commit", lambda: "test")
+    monkeypatch.setattr(provenance, "_commit", lambda: "test")
     book.execute_notebook(source, tmp_path / "out" / "figure.ipynb", {"x": 3})
     executed = nbformat.read(tmp_path / "out" / "figure.ipynb", as_version=4)
     outputs = [output for cell in executed.cells for output in cell.get("outputs", [])]
@@ -240,15 +240,17 @@ def test_papermill_reads_from_the_chapter_files_what_make_book_injects(profile, 
         lambda source, target, parameters, name: injected.update({source.stem: parameters}),
     )
     book.main(["--profile", profile, "--skip-html", "--no-publish"])
-    settings = book.read_profile(profile)
-    for source in book.toc_notebooks():
-        path = book.chapter_parameters_file(profile, source.stem)
+    settings = profiles.read_profile(profile)
+    for source in chapters.toc_notebooks():
+        path = profiles.chapter_parameters_file(profile, source.stem)
         from_file = read_yaml_file(str(path))  # what `papermill ... -f <path>` injects
         assert from_file == injected[source.stem], f"{path} differs from what make book runs"
-        assert from_file == book.chapter_settings(settings, source), f"{path} is stale: run `make parameters`"
-        unknown = set(from_file) - set(book.notebook_defaults(source))
+        assert from_file == profiles.chapter_settings(settings, source), (
+            f"{path} is stale: run `make parameters`"
+        )
+        unknown = set(from_file) - set(chapters.notebook_defaults(source))
         assert not unknown, f"papermill would warn 'Passed unknown parameter' for {unknown} in {source.name}"
-    assert {path.stem for path in (book.PROFILES_DIR / profile).glob("*.yaml")} == set(injected)
+    assert {path.stem for path in (profiles.PROFILES_DIR / profile).glob("*.yaml")} == set(injected)
 
 
 def test_the_appendix_table_of_bad_input_cases_lists_every_marked_case():
@@ -273,12 +275,12 @@ def test_the_appendix_table_of_bad_input_cases_lists_every_marked_case():
 
 
 def test_chapters_run_side_by_side_in_chains_that_keep_the_case_studies_in_order():
-    chains = [[source.stem for source in chain] for chain in book.chains(book.toc_notebooks())]
+    chains = [[source.stem for source in chain] for chain in book.chains(chapters.toc_notebooks())]
     assert len(chains) == 3
     for case in ("brain", "skin"):
         chain = [chain for chain in chains if f"{case}_01_data" in chain][0]
         assert chain == [f"{case}_01_data", f"{case}_02_training", f"{case}_03_evaluation"]
-    assert sorted(sum(chains, [])) == sorted(source.stem for source in book.toc_notebooks())
+    assert sorted(sum(chains, [])) == sorted(source.stem for source in chapters.toc_notebooks())
 
 
 def test_a_chapter_that_fails_stops_its_chain_and_the_run_while_the_others_finish(tmp_path, monkeypatch):
@@ -291,7 +293,7 @@ def test_a_chapter_that_fails_stops_its_chain_and_the_run_while_the_others_finis
 
     monkeypatch.setattr(book, "execute_notebook", execute)
     monkeypatch.setattr(book, "write_synthetic_data", lambda runs: None)
-    runs = {source: {} for source in book.toc_notebooks()}
+    runs = {source: {} for source in chapters.toc_notebooks()}
     with pytest.raises(SystemExit, match="brain_02_training failed"):
         book.execute_chains(runs, tmp_path, "demo", jobs=2)
     assert "brain_01_data" in ran and "brain_03_evaluation" not in ran
@@ -303,7 +305,9 @@ def test_the_published_pages_prose_matches_their_runs():
     from its provenance record, or binds itself to another run."""
     published = book.PUBLISHED_DIR / "cpu"
     problems = [
-        problem for source in book.toc_notebooks() for problem in book.prose_problems(published / source.name)
+        problem
+        for source in chapters.toc_notebooks()
+        for problem in prose.prose_problems(published / source.name)
     ]
     assert problems == [], "run make book PROFILE=cpu DATA_DIR=../shared/data to re-execute the pages"
 
@@ -311,11 +315,11 @@ def test_the_published_pages_prose_matches_their_runs():
 def test_the_appendix_tables_are_what_the_published_chapters_recorded():
     """``book/generated/published_results.md`` is what ``python -m tools.published_results``
     writes from the committed ``book/published/cpu/``: the appendix cannot quote another run."""
-    from tools import published_results
+    from tools import chapters, published_results
 
     written = published_results.TARGET.read_text()
     assert written == published_results.markdown("cpu"), "run python -m tools.published_results"
-    for chapter in book.toc_notebooks():
+    for chapter in chapters.toc_notebooks():
         assert f"| `{chapter.stem}` |" in written and f"| `{chapter.stem}` | not published" not in written
     headlines = published_results.headlines("cpu")
     assert set(headlines) == {"brain_mri", "ham10000"}
@@ -458,7 +462,7 @@ def _published_chapters():
 
     return {
         source.stem: nbformat.read(book.PUBLISHED_DIR / "cpu" / source.name, as_version=4)
-        for source in book.toc_notebooks()
+        for source in chapters.toc_notebooks()
     }
 
 

@@ -6,432 +6,38 @@ Used by ``make book``; see the README's "Profiles" section. Run ``python -m tool
 from __future__ import annotations
 
 import argparse
-import ast
 import datetime
 import os
-import platform
-import re
 import shutil
 import subprocess
 import sys
 import threading
 import time
-from importlib import metadata
 from pathlib import Path
 
-import yaml
+import nbformat
 
-from medclass import case_studies, records
+from medclass import case_studies, data, records
+from tools import published_results
+from tools.chapters import PUBLISHED_DIR, ROOT, link_problems, notebook_defaults, toc_notebooks
 from tools.notebook_stderr import remove_startup_noise
 from tools.page_parameters import show_values_once
+from tools.profiles import (
+    PROFILES_DIR,
+    chapter_parameters,
+    declared_only,
+    parameters_for,
+    read_profile,
+    write_chapter_parameters,
+)
+from tools.provenance import chapter_datasets, provenance, provenance_markdown
 
-ROOT = Path(__file__).resolve().parents[1]
-PROFILES_DIR = ROOT / "notebooks" / "profiles"
-PUBLISHED_DIR = ROOT / "book" / "published"
 BOOK_FILES = ("_config.yml", "_toc.yml", "book")
-# The datasets a chapter outside the case studies reads; else its `dataset` parameter.
-CHAPTER_DATA = {"augmentation": ("brain_mri", "ham10000"), "concepts_02_resnet": ()}
-
-
-def toc_files(toc_path: Path = ROOT / "_toc.yml") -> list[str]:
-    """Every ``file:`` entry of the table of contents, in reading order."""
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                yield node["file"]
-            for key in ("root", "parts", "chapters", "sections"):
-                value = node.get(key)
-                if isinstance(value, str):
-                    yield value
-                elif isinstance(value, list):
-                    for child in value:
-                        yield from walk(child)
-
-    return list(walk(yaml.safe_load(toc_path.read_text())))
-
-
-def toc_notebooks(root: Path = ROOT) -> list[Path]:
-    """The notebooks the table of contents lists, as paths."""
-    return [
-        root / f"{entry}.ipynb"
-        for entry in toc_files(root / "_toc.yml")
-        if (root / f"{entry}.ipynb").exists()
-    ]
-
-
-COLAB_LINK = re.compile(r"https://colab\.research\.google\.com/github/[^)\s]+?\.ipynb")
-INSTALL_SPEC = re.compile(r"medclass(?:\[[\w,]+\])? @ git\+[^\s\"']+")
-
-
-def repository() -> tuple[str, str]:
-    """The repository URL and branch, set once in ``_config.yml``."""
-    settings = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]
-    return settings["url"].rstrip("/"), settings["branch"]
-
-
-def expected_links(notebook: Path) -> tuple[str, str]:
-    """The Colab link and the pip install spec a notebook must carry."""
-    url, branch = repository()
-    owner_repo = url.split("github.com/", 1)[1]
-    relative = notebook.resolve().relative_to(ROOT).as_posix()
-    return (
-        f"https://colab.research.google.com/github/{owner_repo}/blob/{branch}/{relative}",
-        f"medclass[book] @ git+{url}@{branch}",
-    )
-
-
-def link_problems(notebook: Path, fix: bool = False) -> list[str]:
-    """Colab badges and install cells that disagree with ``_config.yml``; rewritten if ``fix``."""
-    import nbformat
-
-    colab, install = expected_links(notebook)
-    document = nbformat.read(notebook, as_version=4)
-    found = {"colab": [], "install": []}
-    for cell in document.cells:
-        found["colab"] += COLAB_LINK.findall(cell.source)
-        found["install"] += INSTALL_SPEC.findall(cell.source)
-        if fix:
-            cell.source = INSTALL_SPEC.sub(install, COLAB_LINK.sub(colab, cell.source))
-    problems = []
-    for kind, expected in (("colab", colab), ("install", install)):
-        if not found[kind]:
-            problems.append(f"{notebook.name}: no {kind} link")
-        problems += [
-            f"{notebook.name}: {kind} link {link} should be {expected}"
-            for link in found[kind]
-            if link != expected
-        ]
-    if fix and problems:
-        nbformat.write(document, notebook)
-    return problems
-
-
-def read_profile(profile: str) -> dict:
-    """The contents of ``notebooks/profiles/<profile>.yaml``: shared keys, and per-case sections."""
-    path = PROFILES_DIR / f"{profile}.yaml"
-    if not path.exists():
-        known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
-        raise SystemExit(f"No profile {profile!r} ({path} is missing); choose one of {known}.")
-    profile = yaml.safe_load(path.read_text()) or {}
-    problems = profile_problems(profile)
-    if problems:
-        raise SystemExit(
-            f"{path} has key(s) no chapter reads, so they would be dropped and the chapters would run "
-            "their defaults:\n  " + "\n  ".join(problems) + "\nCorrect or remove them."
-        )
-    return profile
-
-
-def profile_problems(profile: dict) -> list[str]:
-    """The keys of ``profile`` that no chapter declares: a shared key no chapter has, a
-    section key that no chapter of the section has, a section no chapter's name starts with."""
-    declared: dict[str, set] = {}
-    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        declared.setdefault(notebook.stem.split("_", 1)[0], set()).update(notebook_defaults(notebook))
-    everywhere = set().union(*declared.values())
-    problems = []
-    for key, value in profile.items():
-        if not isinstance(value, dict):
-            if key not in everywhere:
-                problems.append(_unknown_key(key, everywhere))
-        elif key not in declared:
-            problems.append(f"{key}: not a case study's section (sections: {sorted(declared)})")
-        else:
-            problems += [
-                f"{key}: {_unknown_key(name, declared[key])}" for name in value if name not in declared[key]
-            ]
-    return problems
-
-
-def _unknown_key(name: str, known: set) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, sorted(known), n=1)
-    return name + (f" (did you mean {close[0]!r}?)" if close else "")
-
-
-def parameters_for(profile: dict, notebook: str) -> dict:
-    """A notebook's parameters: the profile's shared keys, overridden by the section named by
-    the notebook's prefix (``brain:`` for ``brain_02_training``), when there is one."""
-    shared = {key: value for key, value in profile.items() if not isinstance(value, dict)}
-    section = profile.get(notebook.split("_", 1)[0])
-    return {**shared, **(section if isinstance(section, dict) else {})}
-
-
-def chapter_settings(profile: dict, source: Path) -> dict:
-    """What a profile gives one chapter: :func:`parameters_for`, kept to the parameters that
-    chapter declares (each chapter's parameters cell holds only what it uses), so that papermill
-    never warns of an unknown parameter."""
-    return declared_only(source, parameters_for(profile, source.stem))
-
-
-def declared_only(source: Path, values: dict) -> dict:
-    """``values`` kept to the parameters the chapter ``source`` declares."""
-    declared = notebook_defaults(source)
-    return {key: value for key, value in values.items() if key in declared}
-
-
-def chapter_parameters_file(profile_name: str, chapter: str) -> Path:
-    """``notebooks/profiles/<profile>/<chapter>.yaml``: the parameters of one chapter under one
-    profile, as papermill's ``-f`` reads them and as ``make book`` passes them."""
-    return PROFILES_DIR / profile_name / f"{chapter}.yaml"
-
-
-def write_chapter_parameters(profile_name: str) -> list[Path]:
-    """Write (when changed) the per-chapter parameter files of a profile from its YAML, so that
-    ``papermill ... -f notebooks/profiles/<profile>/<chapter>.yaml`` runs what ``make book`` runs."""
-    written = []
-    profile = read_profile(profile_name)
-    for source in toc_notebooks():
-        path = chapter_parameters_file(profile_name, source.stem)
-        command = f"papermill {source.relative_to(ROOT)} out.ipynb -f {path.relative_to(ROOT)}"
-        text = (
-            f"# Generated from notebooks/profiles/{profile_name}.yaml by `make parameters` (and "
-            f"`make book`);\n# edit that file, not this one. From the repository root: {command}\n"
-            + yaml.safe_dump(chapter_settings(profile, source), sort_keys=False)
-        )
-        if not path.exists() or path.read_text() != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            written.append(path)
-    return written
-
-
-def chapter_parameters(profile_name: str, chapter: str) -> dict:
-    """What papermill reads from :func:`chapter_parameters_file` (PyYAML's safe loader, as its ``-f``)."""
-    return yaml.safe_load(chapter_parameters_file(profile_name, chapter).read_text()) or {}
-
-
-def notebook_defaults(notebook: Path) -> dict:
-    """The literal values of a notebook's ``parameters`` cell (what papermill overrides)."""
-    import nbformat
-
-    document = nbformat.read(notebook, as_version=4)
-    cell = next(c for c in document.cells if "parameters" in c.metadata.get("tags", []))
-    values = {}
-    for node in ast.parse(cell.source).body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            try:
-                values[node.targets[0].id] = ast.literal_eval(node.value)
-            except ValueError:
-                pass
-    return values
-
-
-RUN_BOUND = re.compile(r"you are reading|builds? this book|built this book|which built|this page was", re.I)
-PROFILE_CLAIM = re.compile(r"`(demo|cpu|full)` profile")
-SETTING_CLAIM = re.compile(r"`(\w+) ?= ?([^`]+)`")
-RUN_NOTE = "This run's backbone"
-
-
-def _literal(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
-def prose_problems(notebook: Path) -> list[str]:
-    """Sentences of a chapter's prose that can be untrue of the run printed beside them.
-
-    A chapter's markdown is the same under every profile, so it may not bind itself to one run
-    ("the profile which built the pages you are reading"); a sentence that gives one profile's
-    setting ("with `cache_features=True` (the `cpu` profile)") must agree with that profile's
-    file. In an executed chapter, the notes its run wrote about itself
-    (:func:`medclass.runtime.what_the_numbers_show`) must agree with its provenance record.
-    """
-    import nbformat
-
-    document = nbformat.read(notebook, as_version=4)
-    chapter = notebook.name.removesuffix(".ipynb")
-    defaults = notebook_defaults(notebook)
-    claimed: dict[str, dict] = {}  # profile -> the chapter's settings under it, read once
-    problems = []
-    for index, cell in enumerate(document.cells):
-        if cell.cell_type != "markdown":
-            continue
-        for sentence in re.split(r"(?<=\.)\s+", " ".join(cell.source.split())):
-            if RUN_BOUND.search(sentence):
-                problems.append(f"{chapter} cell {index} binds the prose to one run: {sentence!r}")
-            profiles = set(PROFILE_CLAIM.findall(sentence))
-            if len(profiles) != 1:
-                continue
-            (profile,) = profiles
-            if profile not in claimed:
-                claimed[profile] = {**defaults, **parameters_for(read_profile(profile), chapter)}
-            settings = claimed[profile]
-            for key, value in SETTING_CLAIM.findall(sentence):
-                if key in settings and settings[key] != _literal(value):
-                    problems.append(
-                        f"{chapter} cell {index} says `{key}={value}` of the `{profile}` profile, "
-                        f"whose value is {settings[key]!r}: {sentence!r}"
-                    )
-    record = document.metadata.get("medclass")
-    if record:
-        run = record["parameters"]
-        notes = [
-            text
-            for cell in document.cells
-            for output in cell.get("outputs", [])
-            if RUN_NOTE in (text := "".join(output.get("data", {}).get("text/markdown", "")))
-        ]
-        weights, synthetic = run.get("weights"), bool(run.get("synthetic"))
-        for note in notes:
-            if ("not pretrained" in note) != (not weights):
-                problems.append(f"{chapter}: its run's note misstates the weights, {weights!r}")
-            if ("**synthetic**" in note) != synthetic:
-                problems.append(f"{chapter}: its run's note misstates the data, synthetic={synthetic}")
-    return problems
-
-
-def uses_model(notebook: Path) -> bool:
-    """Whether a chapter's code (not its parameters cell) builds or loads the profile's backbone."""
-    import nbformat
-
-    document = nbformat.read(notebook, as_version=4)
-    code = [
-        c.source
-        for c in document.cells
-        if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])
-    ]
-    return bool(re.search(r"\bbackbone\b", "\n".join(code)))
-
-
-def machine() -> str:
-    """This machine in one line: CPU cores and model, memory, GPUs."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else 0
-    gpus = []
-    if shutil.which("nvidia-smi"):
-        query = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        gpus = [line.strip() for line in query.stdout.splitlines() if line.strip()]
-    return f"{cores} CPU cores ({cpu}), {memory:.0f} GiB memory, " + (", ".join(gpus) if gpus else "no GPU")
-
-
-def _commit() -> str:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + (" (with uncommitted changes)" if dirty else "")
-
-
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def chapter_datasets(source: Path, settings: dict) -> list[str]:
-    """The datasets a chapter reads with ``settings`` (its defaults and parameters joined)."""
-    case_study = case_studies.chapter_datasets(source.stem)
-    if case_study is not None:
-        return list(case_study)
-    return list(CHAPTER_DATA.get(source.stem, (settings.get("dataset"),)))
-
-
-def provenance(
-    profile_name: str, source: Path, parameters: dict, started: datetime.datetime, seconds: float
-) -> dict:
-    """What produced an executed chapter: profile, settings, data, machine, time, code version."""
-    settings = {**notebook_defaults(source), **parameters}
-    return {
-        "profile": profile_name,
-        "chapter": source.stem,
-        "parameters": settings,
-        "uses_model": uses_model(source),
-        "datasets": chapter_datasets(source, settings),
-        "machine": machine(),
-        "started": started.isoformat(timespec="seconds"),
-        "seconds": round(seconds, 1),
-        "commit": _commit(),
-        "versions": {name: _version(name) for name in ("tensorflow", "keras", "keras-cv")},
-    }
-
-
-def _duration(seconds: float) -> str:
-    minutes, seconds = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return (
-        f"{hours} h {minutes} min" if hours else f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
-    )
-
-
-def _citation(name: str) -> str:
-    from medclass import datasets
-
-    return datasets.get(name).citation if name in datasets.names() else str(name)
-
-
-def provenance_markdown(record: dict) -> str:
-    """The note at the top of an executed chapter that says how its results were produced."""
-    from medclass import runtime
-
-    settings = record["parameters"]
-    if settings.get("synthetic"):
-        data = "synthetic images generated by `medclass` (no patients: the numbers say nothing clinical)"
-    elif record["datasets"]:
-        data = "real data: " + "; ".join(_citation(name) for name in record["datasets"])
-        if settings.get("max_images"):
-            data += f", at most {settings['max_images']} images"
-    else:
-        data = "scikit-learn's bundled digits (no medical data)"
-    lines = [
-        f"- **Profile**: `{record['profile']}` (`notebooks/profiles/{record['profile']}.yaml`)",
-        f"- **Data**: {data}",
-    ]
-    if record["uses_model"]:
-        backbone = settings.get("backbone", "?")
-        if settings.get("alpha") and str(backbone).startswith("mobilenet"):
-            backbone += f" (alpha {settings['alpha']})"
-        size = settings.get("image_size")
-        lines.append(
-            f"- **Backbone**: {backbone}, {runtime.describe_weights(settings.get('weights'))}"
-            + (f", {size} px" if size else "")
-        )
-    versions = ", ".join(f"{name} {version}" for name, version in record["versions"].items())
-    lines += [
-        f"- **Hardware**: {record['machine']}",
-        f"- **Run time**: {_duration(record['seconds'])}, started {record['started'].replace('T', ' ')} UTC",
-        f"- **Code**: commit {record['commit']}; {versions}",
-    ]
-    return (
-        "```{admonition} How the results on this page were produced\n:class: note\n"
-        + "\n".join(lines)
-        + "\n```"
-    )
 
 
 def execute_notebook(source: Path, target: Path, parameters: dict, profile_name: str = "custom") -> None:
     """Execute ``source`` with papermill into ``target``, recording its provenance in the
     notebook's metadata (``medclass``); a failure keeps any previous ``target``."""
-    import nbformat
     import papermill
     from nbclient.exceptions import DeadKernelError
     from papermill.exceptions import PapermillExecutionError
@@ -493,15 +99,14 @@ def chains(sources: list[Path]) -> list[list[Path]]:
     grouped: dict[str, list[Path]] = {}
     for source in sources:
         prefix = source.stem.split("_", 1)[0]
-        grouped.setdefault(prefix if prefix in ("brain", "skin") else "other", []).append(source)
+        studies = {case.name for case in case_studies.CASE_STUDIES}
+        grouped.setdefault(prefix if prefix in studies else "other", []).append(source)
     return list(grouped.values())
 
 
 def write_synthetic_data(runs: dict[Path, dict]) -> None:
     """Write every synthetic dataset the chapters will read before any of them starts, so that
     chapters running side by side never write the same files at once."""
-    from medclass import data
-
     for source, parameters in runs.items():
         settings = {**notebook_defaults(source), **parameters}
         if not settings.get("synthetic"):
@@ -542,8 +147,6 @@ def execute_chains(runs: dict[Path, dict], executed_dir: Path, profile_name: str
 def stage_book(executed_dir: Path, stage_dir: Path) -> None:
     """Lay out the book's sources with the executed notebooks in place of the clean ones, each
     with a note of how it was produced (from its ``medclass`` metadata) under its title."""
-    import nbformat
-
     missing = [source.name for source in toc_notebooks() if not (executed_dir / source.name).exists()]
     if missing:
         raise SystemExit(
@@ -728,8 +331,6 @@ def _publish_run(args: argparse.Namespace, profile: dict, executed: list[Path]) 
     for target in publish_models(output_dir, evaluated, args.profile):
         print(f"published the exported model to {target}", flush=True)
     if args.profile == "cpu":  # the performance appendix quotes this run's tables
-        from tools import published_results
-
         generated = PUBLISHED_DIR.parent / "generated" / "published_results.md"
         published_results.main(["--profile", args.profile, "--output", str(generated)])
 

@@ -20,9 +20,9 @@ import pandas as pd
 
 from medclass import case_studies, intervals, report
 from medclass.runtime import RESULT_KEY
-from tools import book
+from tools import chapters, provenance
 
-TARGET = book.ROOT / "book" / "generated" / "published_results.md"
+TARGET = chapters.ROOT / "book" / "generated" / "published_results.md"
 
 
 def recorded_results(notebook: Path) -> dict[str, pd.DataFrame]:
@@ -196,9 +196,10 @@ SETTINGS = (  # the training chapters' settings the appendix lists, in this orde
 
 def settings_table(records: dict[str, dict]) -> str:
     """The published training chapters' settings, side by side, from their provenance records."""
-    chapters = [name for name in ("brain_02_training", "skin_02_training") if name in records]
+    trained = [name for name in ("brain_02_training", "skin_02_training") if name in records]
     declared = {
-        chapter: book.notebook_defaults(book.ROOT / "notebooks" / f"{chapter}.ipynb") for chapter in chapters
+        chapter: chapters.notebook_defaults(chapters.ROOT / "notebooks" / f"{chapter}.ipynb")
+        for chapter in trained
     }
     frame = pd.DataFrame(
         {
@@ -207,9 +208,9 @@ def settings_table(records: dict[str, dict]) -> str:
                 for key, value in records[chapter]["parameters"].items()
                 if key in SETTINGS and key in declared[chapter]
             }
-            for chapter in chapters
+            for chapter in trained
         }
-    ).reindex([key for key in SETTINGS if any(key in records[c]["parameters"] for c in chapters)])
+    ).reindex([key for key in SETTINGS if any(key in records[c]["parameters"] for c in trained)])
     return markdown_table(frame.fillna("–").astype(str), "setting")
 
 
@@ -281,7 +282,7 @@ def evaluation_sections(results: dict, evaluations: dict) -> list[str]:
 # The colour curve of the skin model published before the recipe of issue 17 (class weights,
 # top 8 blocks, no colour augmentation), read from its recorded table (skin_03_evaluation at
 # commit 75fda16), so that the appendix can set the current curve beside it.
-COLOUR_BEFORE = book.ROOT / "benchmarks" / "results" / "skin_colour_robustness_before.csv"
+COLOUR_BEFORE = chapters.ROOT / "benchmarks" / "results" / "skin_colour_robustness_before.csv"
 
 
 def colour_before_and_after(after: pd.DataFrame, before_path: Path = COLOUR_BEFORE) -> pd.DataFrame:
@@ -300,13 +301,13 @@ def read_published(profile: str) -> tuple[dict, dict, dict]:
     provenance record by chapter."""
     import nbformat
 
-    published = book.PUBLISHED_DIR / profile
+    published = chapters.PUBLISHED_DIR / profile
     results, evaluations, records = {}, {}, {}
     for case in case_studies.CASE_STUDIES:
         path = published / "models" / case.dataset / "evaluation.json"
         if path.is_file():
             evaluations[case.name] = json.loads(path.read_text())
-    for source in book.toc_notebooks():
+    for source in chapters.toc_notebooks():
         notebook = published / source.name
         if notebook.is_file():
             records[source.stem] = nbformat.read(notebook, as_version=4).metadata.get("medclass", {})
@@ -320,7 +321,7 @@ def markdown(profile: str = "cpu", published: tuple | None = None) -> str:
     by_chapter, evaluations, records = published or read_published(profile)
     results = {name: table for tables in by_chapter.values() for name, table in tables.items()}
     rows = []
-    for source in book.toc_notebooks():
+    for source in chapters.toc_notebooks():
         if source.stem not in records:
             rows.append(f"| `{source.stem}` | not published | | | |")
             continue
@@ -328,7 +329,7 @@ def markdown(profile: str = "cpu", published: tuple | None = None) -> str:
         evaluation = evaluations.get(source.stem.split("_")[0], {})
         rows.append(
             f"| `{source.stem}` | {record.get('started', '?').replace('T', ' ')} | "
-            f"{record.get('commit', '?')} | {book._duration(record.get('seconds', 0))} | "
+            f"{record.get('commit', '?')} | {provenance._duration(record.get('seconds', 0))} | "
             f"{headline(source.stem, by_chapter[source.stem], evaluation)} |"
         )
     lines = [
