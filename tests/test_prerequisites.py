@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from medclass import prerequisites, splits
+from medclass import case_studies, prerequisites, splits
 from tests.conftest import ROOT
 
 PROFILES = ROOT / "notebooks" / "profiles"
@@ -35,8 +35,7 @@ def test_a_split_made_for_a_lone_chapter_is_the_data_chapters_byte_for_byte(
         synthetic=settings["synthetic"],
         seed=settings["seed"],
         max_images=settings["max_images"],
-        br35h_in_training=settings.get("br35h_in_training", True),
-        lgg_in_training=settings.get("lgg_in_training", True),
+        **{name: settings[name] for name in case_studies.for_dataset(dataset).split_settings},
     )
     written_by_the_chapter = ROOT / settings["output_dir"] / dataset / "manifest.csv"
     assert made.read_bytes() == written_by_the_chapter.read_bytes()
@@ -70,6 +69,15 @@ def test_a_split_that_is_there_is_used_not_made_again(tmp_path, capsys):
             max_images=None,
             br35h_in_training=True,
         )
+
+
+def test_a_split_setting_of_another_case_study_is_refused_not_dropped(tmp_path):
+    asked = {"data_dir": None, "synthetic": True, "seed": 1, "max_images": None}
+    with pytest.raises(TypeError, match=r"split_for\('ham10000'\) takes the split settings \[\]"):
+        prerequisites.split_for("ham10000", tmp_path, **asked, lgg_in_training=True)
+    with pytest.raises(TypeError, match=r"it was given \['br35h_in_training'\]"):
+        prerequisites.split_for("brain_mri", tmp_path, **asked, br35h_in_training=True)
+    assert not (tmp_path / "manifest.csv").exists()
 
 
 @pytest.mark.case(

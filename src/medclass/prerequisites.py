@@ -32,22 +32,18 @@ from medclass.recipe import Recipe
 from medclass.runtime import seed_everything
 
 
-def split_for(
-    dataset: str,
-    run_dir,
-    *,
-    data_dir,
-    synthetic,
-    seed,
-    max_images,
-    br35h_in_training=True,
-    lgg_in_training=True,
-) -> Path:
-    """The manifest in ``run_dir``; when there is none, the data chapter's split made and written."""
+def split_for(dataset: str, run_dir, *, data_dir, synthetic, seed, max_images, **split_settings) -> Path:
+    """The manifest in ``run_dir``; when there is none, the data chapter's split made and written.
+    ``split_settings`` are the case study's own (the brain's ``br35h_in_training`` and
+    ``lgg_in_training``; none for the skin)."""
     case = case_studies.for_dataset(dataset)
+    if set(split_settings) != set(case.split_settings):
+        raise TypeError(
+            f"split_for({dataset!r}) takes the split settings {list(case.split_settings)}; "
+            f"it was given {sorted(split_settings)}."
+        )
     manifest = Path(run_dir) / "manifest.csv"
-    given = {"br35h_in_training": br35h_in_training, "lgg_in_training": lgg_in_training}
-    chosen = {name: given[name] for name in case.split_settings}
+    chosen = {name: split_settings[name] for name in case.split_settings}
     wanted = {"synthetic": bool(synthetic), "seed": seed, "max_images": max_images, **chosen}
     if manifest.exists():
         _check_made_as_asked(manifest, case, wanted)
