@@ -5,9 +5,11 @@ Estimated, not measured: no T4 is reachable from here. The estimate adds three p
 
 1. **CPU work, measured.** Colab gives 2 CPU cores. Every cell of the published ``cpu`` run
    (``book/published/cpu``, executed on a 2-core machine) that does no GPU work (loading,
-   duplicate audits, splits, plots, bootstrap intervals) counts with its recorded duration. Cells
-   that decode every HAM10000 image count 9 times: Kaggle's files are 600x450 px, the copies that
-   run read 200x150.
+   duplicate audits, splits, plots, bootstrap intervals) counts with its recorded duration. A
+   cell that reads every HAM10000 image's pixels also counts what Kaggle's 600x450 px files add
+   over the 200x150 px copies that run read: per image, the extra seconds measured by
+   ``benchmarks/decode_scale.py`` for the work it runs (the pixels are 9 times as many; the
+   work per file, and the cell's work on the whole set, are not).
 2. **GPU work, estimated** from published single-GPU FP32 training throughputs on a V100
    (NVIDIA DeepLearningExamples; ResNet50 367 img/s at 224 px, EfficientNetB0 655 at 224,
    EfficientNetB4 83 at 380), scaled to a T4 by the ratio of the same source's ResNet50 FP32
@@ -38,6 +40,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmarks import decode_scale
 from medclass import colour, data
 from tools.chapters import notebook_defaults, toc_notebooks
 from tools.profiles import chapter_parameters
@@ -61,7 +64,6 @@ FORWARD_PER_STEP = 3.0  # a forward pass alone against forward + backward (1127 
 DECODE_PER_S = 386.0  # benchmarks/input_pipeline.py, 2 cores, epoch 1: every file decoded
 AUGMENT_PER_S = 856.0  # the same, later epochs: augmentation of the cached images
 SETUP_S = 300.0  # assumed: the install cell and kagglehub's download
-HAM_PIXEL_RATIO = (600 * 450) / (200 * 150)  # Kaggle's HAM10000 files against the copies measured
 LGG_PATIENTS = 110  # Kaggle's LGG set (../shared/data holds 90 of them; the counts there scale)
 SALIENCY_PASSES = 4 * 3  # four layer and method pairs, a forward and backward pass each
 
@@ -77,7 +79,7 @@ GPU_CELLS = (
     "localisation_table(",  # saliency maps on LGG's tumour slices (gpu_seconds)
     "localisation.misses(",
 )
-DECODE_CELLS = ("perceptual_hashes", "file_properties")
+DECODE_CELLS = tuple(decode_scale.FUNCTIONS)  # cells that read every image's pixels
 # What medclass.prerequisites.split_for redoes of a data chapter: load, hash, group, split.
 SPLIT_CELLS = ("load_dataset", "perceptual_hashes", "duplicate_group", "split_frame")
 
@@ -153,18 +155,32 @@ def published_cells(chapter: str) -> tuple[tuple[tuple[str, float], ...], dict]:
     return tuple(cells), document["metadata"]["medclass"]["parameters"]
 
 
-def cpu_seconds(chapter: str, only: tuple[str, ...] = ()) -> tuple[float, dict]:
+def kaggle_extra(chapter: str, source: str, data_dir: Path | None) -> float:
+    """The seconds a cell of the published run would add on Kaggle's HAM10000 files, larger than
+    the copies it read: for each kind of per-image work it runs, the extra seconds per image
+    measured by ``benchmarks/decode_scale.py`` times the images it read."""
+    markers = [marker for marker in DECODE_CELLS if marker in source]
+    if not chapter.startswith("skin") or not markers:
+        return 0.0
+    if data_dir is None:
+        raise ValueError(f"{chapter} reads HAM10000's images: its estimate needs data_dir.")
+    _, parameters = published_cells(chapter)
+    images = image_count("ham10000", data_dir)
+    images = min(images, parameters["max_images"]) if parameters.get("max_images") else images
+    extra = decode_scale.extra_seconds()
+    return sum(extra[marker] * images for marker in markers)
+
+
+def cpu_seconds(chapter: str, only: tuple[str, ...] = (), data_dir: Path | None = None) -> tuple[float, dict]:
     """The published cpu run's seconds in cells without GPU work (in the cells that contain one
-    of ``only``, when given), and that run's parameters."""
+    of ``only``, when given), with what Kaggle's larger HAM10000 files add (:func:`kaggle_extra`),
+    and that run's parameters."""
     cells, parameters = published_cells(chapter)
     seconds = 0.0
     for source, duration in cells:
         if any(marker in source for marker in GPU_CELLS) or (only and not any(m in source for m in only)):
             continue
-        scale = (
-            HAM_PIXEL_RATIO if chapter.startswith("skin") and any(m in source for m in DECODE_CELLS) else 1
-        )
-        seconds += duration * scale
+        seconds += duration + kaggle_extra(chapter, source, data_dir)
     return seconds, parameters
 
 
@@ -226,10 +242,10 @@ def totals(p_of, data_dir: Path) -> dict[str, dict]:
     out = {}
     for chapter in CHAPTERS:
         p = p_of(chapter)
-        cpu, _ = cpu_seconds(chapter)
+        cpu, _ = cpu_seconds(chapter, data_dir=data_dir)
         gpu = gpu_seconds(chapter, p, data_dir)
         if chapter in DATA_CHAPTER:
-            before = cpu_seconds(DATA_CHAPTER[chapter], only=SPLIT_CELLS)[0]
+            before = cpu_seconds(DATA_CHAPTER[chapter], only=SPLIT_CELLS, data_dir=data_dir)[0]
         else:
             before = out[TRAINING_CHAPTER[chapter]]["alone"] if chapter in TRAINING_CHAPTER else 0.0
         out[chapter] = {"p": p, "cpu": cpu, "gpu": gpu, "before": before, "alone": before + cpu + gpu}
@@ -277,7 +293,10 @@ def markdown(table: pd.DataFrame) -> str:
     commit = json.loads((PUBLISHED / f"{CHAPTERS[0]}.ipynb").read_text())["metadata"]["medclass"]["commit"]
     lines = [
         f"Made by `python -m benchmarks.colab_time` from the published `cpu` run (commit {commit[:7]}) "
-        "and each chapter's defaults; times in minutes include the 5-minute setup allowance.",
+        "and each chapter's defaults; times in minutes include the 5-minute setup allowance. "
+        "A skin cell that reads every image's pixels adds, per image, "
+        + " and ".join(f"{1000 * s:.1f} ms ({marker})" for marker, s in decode_scale.extra_seconds().items())
+        + ": what that work took longer on files of Kaggle's size (`python -m benchmarks.decode_scale`).",
         "",
         "| chapter | defaults | CPU (s) | GPU (s) | earlier chapters' work (s) | total | stated "
         "| `full` profile |",

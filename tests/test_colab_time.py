@@ -82,3 +82,26 @@ def test_the_pages_that_quote_the_skin_reference_time_quote_the_estimate(estimat
     hours = estimate.loc["skin_02_training", "full_profile_stated"]
     for page in (ROOT / "README.md", ROOT / "book" / "skin_lesions.md", ROOT / "book" / "performance.md"):
         assert f"{hours} on a T4" in " ".join(page.read_text().split()), page.name
+
+
+def test_a_skin_cell_that_reads_every_image_adds_what_kaggles_files_cost_more(tmp_path):
+    """Kaggle's HAM10000 files have 9 times the copies' pixels; a cell that reads every image
+    adds the extra seconds per image that benchmarks/decode_scale.py measured for its work, not
+    8 times its whole duration (found after CI: the estimate of skin_03 opened alone had passed
+    30 minutes on that assumption, although most of the duplicate cell compares hashes)."""
+    from benchmarks import decode_scale
+
+    extra = decode_scale.extra_seconds()
+    assert set(extra) == set(colab_time.DECODE_CELLS)
+    assert all(0 < seconds < 0.1 for seconds in extra.values()), extra
+    hashes = "hashes = audit.perceptual_hashes(frame['path'])"
+    images = colab_time.image_count("ham10000", SHARED / "data") if REAL_HAM.is_dir() else None
+    if images is not None:
+        added = colab_time.kaggle_extra("skin_01_data", hashes, SHARED / "data")
+        assert added == pytest.approx(extra["perceptual_hashes"] * images)
+    assert colab_time.kaggle_extra("brain_01_data", hashes, None) == 0.0
+    assert colab_time.kaggle_extra("skin_01_data", "frame.head()", None) == 0.0
+    with pytest.raises(ValueError, match="needs data_dir"):
+        colab_time.kaggle_extra("skin_01_data", hashes, None)
+    with pytest.raises(SystemExit, match="run python -m benchmarks.decode_scale"):
+        decode_scale.extra_seconds(tmp_path / "missing.csv")
