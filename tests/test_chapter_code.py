@@ -10,14 +10,17 @@ import textwrap
 import nbformat
 import pytest
 
-from medclass import models
-from medclass.concepts import residual
+from medclass import fitting, models
+from medclass.concepts import residual, transfer
 from tests.conftest import ROOT
 
 WRITTEN_ON_THE_PAGE = [
     ("concepts_02_resnet", residual, "deep_cnn"),
     ("concepts_02_resnet", residual, "gradient_norms"),
     ("brain_02_training", models, "build_classifier"),
+    ("brain_02_training", fitting, "fit_phase"),
+    ("brain_02_training", models, "unfreeze_top_blocks"),
+    ("concepts_03_transfer", transfer, "train_strategy"),
 ]
 
 

@@ -311,3 +311,32 @@ def test_the_data_chapters_record_the_settings_the_later_chapters_check(chapter)
         {"br35h_in_training", "lgg_in_training"} if dataset == "brain_mri" else set()
     )
     assert keys == expected
+
+
+def test_model_json_records_the_dataset_the_recipe_and_what_the_app_shows(tmp_path):
+    """model.json is written by one function for the chapters and prerequisites.train alike."""
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,label,split\n")
+    settings = {"alpha": 1.0, **demo_parameters("skin_02_training")}  # alpha: the chapter's default
+    case = case_studies.for_dataset("ham10000")
+    recipe = prerequisites.recipe_for(
+        settings, pd.Series(["nv", "mel"]), ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"], False
+    )
+    names = ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]
+    info = prerequisites.model_metadata(settings, names, (96, 96), True, case, manifest, recipe)
+    assert info["dataset"] == "ham10000" and info["data"] == "synthetic images"
+    assert info["risk_classes"] == ["akiec", "bcc", "mel"]
+    assert set(info["class_definitions"]) == set(names) and all(info["class_definitions"].values())
+    assert info["recipe"]["epochs_frozen"] == settings["epochs_frozen"]
+    assert info["manifest_sha256"] == splits.manifest_hash(manifest)
+    json.dumps(info)  # written as JSON
+
+
+def test_the_training_chapters_write_model_json_through_the_one_function():
+    for chapter in ("brain_02_training", "skin_02_training"):
+        source = "\n".join(
+            cell.source
+            for cell in nbformat.read(ROOT / "notebooks" / f"{chapter}.ipynb", as_version=4).cells
+            if cell.cell_type == "code"
+        )
+        assert "prerequisites.model_metadata(" in source and '"class_names": class_names' not in source

@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from medclass import images, serving
+from medclass import images, records, serving
 from tests.conftest import ROOT, damaged_jpegs, write_evaluation
 
 
@@ -454,6 +454,30 @@ def test_skin_risk_sums_the_malignant_classes():
 def test_every_class_of_both_case_studies_has_a_definition():
     for name in ["Healthy", "Tumor", "akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"]:
         assert len(serving.class_definitions()[name]) > 20
+
+
+def test_the_app_takes_risk_classes_and_definitions_from_model_json():
+    """A model.json that names its risk classes and definitions is followed, not the registry:
+    a model trained on other classes is coloured and explained by what it recorded."""
+    info = {
+        "class_names": ["cat", "lynx"],
+        "image_size": [8, 8],
+        "risk_classes": ["lynx"],
+        "class_definitions": {"lynx": "A wild cat with tufted ears, which this model flags."},
+    }
+    bundle = serving.Bundle(None, Path("."), info, {})
+    risk = serving.assess_risk(bundle, {"cat": 0.3, "lynx": 0.7})
+    assert (risk.classes, risk.level) == (["lynx"], "red")
+    assert bundle.class_definitions["lynx"].startswith("A wild cat")
+    assert bundle.class_definitions["Tumor"] == serving.class_definitions()["Tumor"]  # registry kept
+    older = bundle_of(["Healthy", "Tumor"])  # a sidecar from before model.json recorded them
+    assert older.risk_classes == ["Tumor"]
+
+
+def test_a_model_json_whose_risk_classes_are_not_its_classes_is_refused():
+    info = {"class_names": ["Healthy", "Tumor"], "image_size": [8, 8], "risk_classes": ["mel"]}
+    with pytest.raises(records.RecordError, match="risk_classes"):
+        records.check_model_info(info)
 
 
 # Streamlit Community Cloud -----------------------------------------------------------------------

@@ -1,6 +1,5 @@
-"""The callbacks a phase trains with: Keras's own (early stopping, the learning rate cut on a
-plateau, the best checkpoint, NaN), a warm-up and cosine schedule, and a checkpoint written
-whole or not at all.
+"""The callbacks a phase needs beyond Keras's own (which :func:`medclass.fitting.fit_phase`
+sets up): a warm-up and cosine schedule, and a checkpoint written whole or not at all.
 
 First used in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb); the cosine
 schedule in "Skin lesions: training".
@@ -45,22 +44,6 @@ class WarmupCosine(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-
-
-def phase_callbacks(
-    model_checkpoint, patience: int, schedule: keras.callbacks.Callback | None = None
-) -> list:
-    # The learning rate drops after half the patience, so that a phase gets a chance at the
-    # lower rate before early stopping ends it; a phase with its own ``schedule`` keeps to it.
-    plateau = keras.callbacks.ReduceLROnPlateau(
-        monitor="val_loss", factor=0.3, patience=max(1, patience // 2), min_lr=1e-6
-    )
-    return [
-        keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
-        schedule or plateau,
-        model_checkpoint,
-    ]
 
 
 class AtomicCheckpoint(keras.callbacks.ModelCheckpoint):

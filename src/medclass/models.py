@@ -342,18 +342,16 @@ def backbone_blocks(backbone: keras.Model) -> list[tuple[str, list]]:
 
 
 def unfreeze_top_blocks(backbone: keras.Model, n_blocks: int) -> list[str]:
-    """Make the top ``n_blocks`` blocks of ``backbone`` trainable, BatchNormalization excepted.
+    """Make the top ``n_blocks`` blocks of ``backbone`` trainable, BatchNorm excepted.
 
-    A non-trainable BatchNormalization layer runs in inference mode in Keras 3, even inside
-    ``fit``: its ImageNet mean and variance are kept, not overwritten by small new batches.
-
-    Returns the names of the unfrozen blocks, top first.
+    A non-trainable BatchNormalization layer runs in inference mode in Keras 3, even
+    inside ``fit``: its ImageNet mean and variance are kept, not overwritten by small
+    new batches. Returns the names of the unfrozen blocks, top first.
     """
     blocks = backbone_blocks(backbone)[1:]
     if not 0 <= n_blocks <= len(blocks):
-        raise ValueError(
-            f"unfreeze_blocks={n_blocks}: {backbone.name} has {len(blocks)} blocks; use 0 to {len(blocks)}."
-        )
+        available = f"{backbone.name} has {len(blocks)} blocks"
+        raise ValueError(f"unfreeze_blocks={n_blocks}: {available}; use 0 to {len(blocks)}.")
     backbone.trainable = True
     unfrozen = blocks[len(blocks) - n_blocks :]
     trainable_layers = {id(layer) for _, block in unfrozen for layer in block}

@@ -14,6 +14,7 @@ Used by the training and evaluation chapters of both case studies.
 from __future__ import annotations
 
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 from medclass import (
@@ -135,10 +136,18 @@ def recipe_for(settings: dict, labels, class_names: list[str], jit_compile: bool
     )
 
 
-def model_metadata(settings: dict, class_names, size, synthetic: bool, case, manifest: Path) -> dict:
-    """What the training chapter records in ``model.json`` about its run."""
+def model_metadata(
+    settings: dict, class_names, size, synthetic: bool, case, manifest: Path, recipe: Recipe
+) -> dict:
+    """What ``model.json`` records about a training run, written here alone: the dataset, its
+    classes with what each means and which count towards the app's risk score, the model's
+    input, the recipe, and the split (the manifest's SHA-256)."""
+    info = data.dataset_info(case.dataset)
     metadata = {
-        "class_names": class_names,
+        "dataset": case.dataset,
+        "class_names": list(class_names),
+        "class_definitions": {name: info.class_definitions.get(name, "") for name in class_names},
+        "risk_classes": [name for name in class_names if name in info.risk_classes],
         "image_size": list(size),
         "threshold": case.threshold,
         "backbone": settings["backbone"],
@@ -146,6 +155,7 @@ def model_metadata(settings: dict, class_names, size, synthetic: bool, case, man
         "weights": settings["weights"],
         "data": case.synthetic_kind if synthetic else "real data",
         "augmentation": settings["augmentation"],
+        "recipe": asdict(recipe),
     }
     metadata |= {name: settings[name] for name in case.recorded_settings}
     return metadata | {"manifest_sha256": splits.manifest_hash(manifest)}
@@ -182,7 +192,8 @@ def train(dataset: str, run_dir: Path, settings: dict, verbose: int = 2) -> trai
     if settings["imbalance"] == "class_weight":
         class_weight = losses.balanced_class_weight(train_frame["label"], class_names)
     recipe = recipe_for(settings, train_frame["label"], class_names, accelerator.jit_compile)
-    metadata = model_metadata(settings, class_names, size, frame.attrs.get("synthetic"), case, manifest)
+    synthetic = bool(frame.attrs.get("synthetic"))
+    metadata = model_metadata(settings, class_names, size, synthetic, case, manifest, recipe)
     return training.train_two_phase(
         model,
         base,

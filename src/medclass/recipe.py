@@ -1,6 +1,6 @@
 """The knobs of a two-phase run (:class:`Recipe`), its phases, and what a phase sets on the
-model: which backbone blocks train (:func:`set_trainable`) and how it is compiled
-(:func:`compile_for`).
+model: which backbone blocks train (:func:`set_trainable`) and what it is compiled with
+(:meth:`Recipe.loss_and_metrics`, :func:`compile_for`).
 
 First used in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb); progressive
 unfreezing in "Skin lesions: training".
@@ -73,6 +73,22 @@ class Recipe:
         if any(later < earlier for earlier, later in zip(stages, stages[1:], strict=False)):
             raise ValueError(f"unfreeze_blocks={self.unfreeze_blocks} must not decrease from stage to stage.")
 
+    def loss_and_metrics(self, num_classes: int) -> tuple:
+        """What ``compile`` takes for this recipe: binary cross-entropy (or focal) with accuracy
+        and ROC-AUC for a sigmoid output; categorical cross-entropy, focal or logit-adjusted
+        with accuracy for a softmax over ``num_classes``."""
+        if num_classes == 2 and self.loss == "logit_adjusted":
+            raise ValueError("loss='logit_adjusted' is for 3 classes or more; for 2 use class weights.")
+        if num_classes == 2:
+            loss = keras.losses.BinaryFocalCrossentropy() if self.loss == "focal" else "binary_crossentropy"
+            return loss, [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
+        losses = {
+            "focal": keras.losses.CategoricalFocalCrossentropy,
+            "logit_adjusted": lambda: LogitAdjustedCrossentropy(self.class_prior),
+        }
+        loss = losses.get(self.loss, lambda: "categorical_crossentropy")()
+        return loss, [keras.metrics.CategoricalAccuracy(name="accuracy")]
+
     def stages(self) -> list[int]:
         blocks = self.unfreeze_blocks
         return [int(n) for n in blocks] if isinstance(blocks, list | tuple) else [int(blocks)]
@@ -105,29 +121,14 @@ def strategy_scope(model: keras.Model):
 
 
 def compile_for(model: keras.Model, num_classes: int, learning_rate: float, recipe: Recipe) -> None:
-    """AdamW, cross-entropy or focal loss for a sigmoid or softmax output, accuracy (+ AUC).
+    """AdamW at ``learning_rate`` with the recipe's loss and metrics (:meth:`Recipe.loss_and_metrics`).
 
     The optimizer is made in the model's distribution scope, as ``tf.distribute`` requires.
     """
     with strategy_scope(model):
-        _compile(model, num_classes, learning_rate, recipe)
-
-
-def _compile(model: keras.Model, num_classes: int, learning_rate: float, recipe: Recipe) -> None:
-    optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=recipe.weight_decay)
-    if num_classes == 2 and recipe.loss == "logit_adjusted":
-        raise ValueError("loss='logit_adjusted' is for a softmax over 3 or more classes; use class weights.")
-    if num_classes == 2:
-        loss = keras.losses.BinaryFocalCrossentropy() if recipe.loss == "focal" else "binary_crossentropy"
-        metrics = [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")]
-    else:
-        losses = {
-            "focal": keras.losses.CategoricalFocalCrossentropy,
-            "logit_adjusted": lambda: LogitAdjustedCrossentropy(recipe.class_prior),
-        }
-        loss = losses.get(recipe.loss, lambda: "categorical_crossentropy")()
-        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=recipe.jit_compile)
+        loss, metrics = recipe.loss_and_metrics(num_classes)
+        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=recipe.weight_decay)
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=recipe.jit_compile)
 
 
 def set_trainable(backbone: keras.Model, phase: Phase) -> None:

@@ -103,6 +103,9 @@ def check_model_info(info: dict, where: str | Path = "model.json") -> dict:
             f"{where}: image_size must be two whole numbers from 1 to {MAX_IMAGE_SIDE}, not {size!r}. {rerun}"
         )
     _check_risk_order(names, where, rerun)
+    risky = info.get("risk_classes", [])
+    if not isinstance(risky, list) or not set(risky) <= set(names):
+        raise RecordError(f"{where}: risk_classes {risky!r} must be a list of class_names {names}. {rerun}")
     return info
 
 

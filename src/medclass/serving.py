@@ -71,6 +71,17 @@ class Bundle:
         return tuple(int(side) for side in self.info["image_size"])
 
     @property
+    def risk_classes(self) -> list[str]:
+        """The classes whose probabilities make the risk score, as ``model.json`` records them
+        (the registry's, for a sidecar written before it did)."""
+        return list(self.info.get("risk_classes", risk_classes(self.class_names)))
+
+    @property
+    def class_definitions(self) -> dict[str, str]:
+        """What each class means, as ``model.json`` records it (else the registry's words)."""
+        return {**class_definitions(), **self.info.get("class_definitions", {})}
+
+    @property
     def temperature(self) -> float:
         return float(self.evaluation.get("temperature", 1.0))
 
@@ -301,10 +312,12 @@ def class_definitions() -> dict[str, str]:
 
 def risk_thresholds(bundle: Bundle) -> tuple[float, float, str]:
     """``(amber, red, where red comes from)`` for ``bundle``: see :func:`thresholds_for`."""
-    return thresholds_for(bundle.evaluation, bundle.class_names)
+    return thresholds_for(bundle.evaluation, bundle.class_names, bundle.risk_classes)
 
 
-def thresholds_for(evaluation: dict, class_names: list[str]) -> tuple[float, float, str]:
+def thresholds_for(
+    evaluation: dict, class_names: list[str], risky: list[str] | None = None
+) -> tuple[float, float, str]:
     """``(amber, red, where red comes from)`` from a model's ``evaluation.json`` values.
 
     Red is the operating threshold the evaluation chapter chose on validation, when it was
@@ -312,7 +325,8 @@ def thresholds_for(evaluation: dict, class_names: list[str]) -> tuple[float, flo
     Amber starts at ``AMBER_FRACTION`` of red. The skin evaluation chapter measures this rule.
     """
     chosen_for = evaluation.get("operating_class")
-    if chosen_for and risk_classes(class_names) == [chosen_for]:
+    risky = risk_classes(class_names) if risky is None else risky  # None: the registry's
+    if chosen_for and risky == [chosen_for]:
         red = float(evaluation["operating_threshold"])
         target = evaluation.get("target_sensitivity")
         source = f"the operating threshold chosen on validation for sensitivity {target}"
@@ -323,7 +337,7 @@ def thresholds_for(evaluation: dict, class_names: list[str]) -> tuple[float, flo
 
 def assess_risk(bundle: Bundle, probabilities: dict[str, float]) -> Risk:
     """Green, amber or red from the summed probability of the risk classes."""
-    classes = risk_classes(bundle.class_names)
+    classes = bundle.risk_classes
     amber, red, source = risk_thresholds(bundle)
     score = float(sum(probabilities[name] for name in classes))
     if not np.isfinite(score):  # NaN fails every comparison, which would read as green

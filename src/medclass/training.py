@@ -29,17 +29,11 @@ import numpy as np
 import pandas as pd
 
 from medclass import files, losses, records
-from medclass.callbacks import (
-    AtomicCheckpoint,
-    WarmupCosine,
-    load_weights,
-    phase_callbacks,
-    readable_weights,
-    save_weights_atomically,
-)
+from medclass.callbacks import WarmupCosine, load_weights, readable_weights, save_weights_atomically
+from medclass.fitting import fit_phase
 from medclass.losses import example_weights, weighted_validation
 from medclass.models import backbone_blocks
-from medclass.recipe import Phase, Recipe, compile_for, set_trainable, strategy_scope
+from medclass.recipe import Phase, Recipe, set_trainable, strategy_scope
 from medclass.runtime import folder_lock
 from medclass.tracking import Tracker
 
@@ -210,9 +204,10 @@ class Run:
             if state["mlflow_run_id"] is not None:
                 self.tracker.client.update_run(self.tracker.run_id, status="RUNNING")  # resumed
             else:
-                self.tracker.log_params(
-                    {**asdict(self.recipe), **self.metadata, "num_classes": self.num_classes}
-                )
+                # The recipe is logged flat; the class definitions are the app's, not a setting.
+                skipped = ("recipe", "class_definitions")
+                described = {key: value for key, value in self.metadata.items() if key not in skipped}
+                self.tracker.log_params({**asdict(self.recipe), **described, "num_classes": self.num_classes})
                 self.tracker.set_tags({"dataset": self.run_dir.name, "data": self.metadata.get("data", "")})
             state["mlflow_run_id"] = self.tracker.run_id
         _save_state(self.state_path, state)
@@ -225,10 +220,11 @@ class Run:
         """Epochs trained so far, over all phases."""
         return int(self.histories[-1]["epoch"].max()) if self.histories else 0
 
-    def fit(self, phase: Phase, train_ds, val_ds) -> pd.DataFrame:
-        """Train ``phase`` (the next of ``recipe.phases()``), or read it back if an earlier run
-        finished it. The model is compiled at the phase's learning rate, as Keras needs after
-        trainable flags change; the best validation epoch so far is kept. Returns its history."""
+    def fit(self, phase: Phase, train_ds, val_ds, fit=fit_phase) -> pd.DataFrame:
+        """Train ``phase`` (the next of ``recipe.phases()``) with ``fit`` (the chapter's
+        :func:`medclass.fitting.fit_phase`), or read it back if an earlier run finished it.
+        ``fit`` compiles the model at the phase's learning rate, as Keras needs after trainable
+        flags change, and keeps the best validation epoch so far. Returns its history."""
         self._check_going()
         phases = self.recipe.phases()
         if len(self.histories) >= len(phases) or phase != phases[len(self.histories)]:
@@ -244,10 +240,15 @@ class Run:
         if self.tracker is not None:
             extra.append(self.tracker.callback())
         try:
+            with strategy_scope(self.model):
+                loss, metrics = self.recipe.loss_and_metrics(self.num_classes)
+            compiled = {"recipe": self.recipe, "loss": loss, "metrics": metrics, "callbacks": extra}
+            backup = self.work_dir / f"backup-{index}"
+            _usable_backup(backup)
             if phase.name == "frozen" and self.recipe.cache_features:
-                self._fit_cached(phase, val_ds, extra)
+                self._fit_cached(fit, phase, val_ds, backup, compiled)
             else:
-                self._fit(phase, index, train_ds, val_ds, extra)
+                self._fit(fit, phase, train_ds, val_ds, backup, compiled)
             if self.best_weights.exists():
                 load_weights(self.model, self.best_weights)
             history = _read_history(log_path, phase.name)
@@ -261,53 +262,49 @@ class Run:
         _save_state(self.state_path, self.state)
         return history
 
-    def _fit(self, phase: Phase, index: int, train_ds, val_ds, extra: list) -> None:
-        compile_for(self.model, self.num_classes, phase.learning_rate, self.recipe)
-        checkpoint = AtomicCheckpoint(
-            self.best_weights,
-            monitor="val_loss",
-            save_best_only=True,
-            save_weights_only=True,
-            initial_value_threshold=self.state["best_val_loss"],
-        )
-        backup = self.work_dir / f"backup-{index}"
-        _usable_backup(backup)
+    def _fit(self, fit, phase: Phase, train_ds, val_ds, backup: Path, compiled: dict) -> None:
         schedule = None
         if phase.unfreeze_blocks and self.recipe.finetune_schedule == "cosine":
             schedule = WarmupCosine(phase.learning_rate, self.epoch, phase.epochs)
-        self.model.fit(
+        fit(
+            self.model,
+            phase,
             train_ds,
             validation_data=weighted_validation(val_ds, self.class_weight),
-            initial_epoch=self.epoch,
-            epochs=self.epoch + phase.epochs,
-            shuffle=False,  # tf.data shuffles
-            callbacks=[
-                *phase_callbacks(checkpoint, self.recipe.patience, schedule),
-                # Two alternating backups: a kill while one is written leaves the other.
-                keras.callbacks.BackupAndRestore(backup, double_checkpoint=True),
-                *extra,
-            ],
+            best_path=self.best_weights,
+            backup_dir=backup,
+            first_epoch=self.epoch,
+            best_so_far=self.state["best_val_loss"],
+            schedule=schedule,
             class_weight=self.class_weight,
+            shuffle=False,  # tf.data shuffles the training images itself
             verbose=self.verbose,
+            **compiled,
         )
 
-    def _fit_cached(self, phase: Phase, val_ds, extra: list) -> None:
+    def _fit_cached(self, fit, phase: Phase, val_ds, backup: Path, compiled: dict) -> None:
+        """Phase 1 on cached features: the backbone runs once per image instead of once per
+        epoch, and ``fit`` trains the head (which shares its layers with the model) on them."""
         features = _cached_features(self.model, self.work_dir, self.plain_train_ds, val_ds)
-        head = _fit_head_on_features(
-            self.model,
-            self.num_classes,
-            self.recipe,
+        with strategy_scope(self.model):
+            head = _head_of(self.model)
+        class_weight = self.class_weight
+        val_weights = np.asarray(example_weights(features["y_val"], class_weight)) if class_weight else None
+        head_weights = self.work_dir / "head.weights.h5"
+        fit(
+            head,
             phase,
-            features,
-            self.work_dir,
-            fit_options={
-                "class_weight": self.class_weight,
-                "callbacks": extra,
-                "batch_size": self.batch_size,
-                "verbose": self.verbose,
-            },
+            features["x_train"],
+            features["y_train"],
+            validation_data=(features["x_val"], features["y_val"], val_weights),
+            best_path=head_weights,
+            backup_dir=backup,
+            class_weight=class_weight,
+            batch_size=self.batch_size,
+            verbose=self.verbose,
+            **compiled,
         )
-        load_weights(head, self.work_dir / "head.weights.h5")
+        load_weights(head, head_weights)
         save_weights_atomically(self.model, self.best_weights)
 
     def _check_going(self) -> None:
@@ -420,33 +417,6 @@ def train_two_phase(
         set_trainable(backbone, phase)
         run.fit(phase, train_ds, val_ds)
     return run.finish()
-
-
-def _fit_head_on_features(model, num_classes, recipe, phase, features, work_dir, fit_options) -> keras.Model:
-    """Phase 1 on cached features: the backbone runs once per image instead of once per epoch.
-
-    Trains the head (which shares its layers with ``model``) and returns it; the best epoch's
-    head weights are in ``work_dir / "head.weights.h5"``.
-    """
-    with strategy_scope(model):
-        head = _head_of(model)
-    compile_for(head, num_classes, phase.learning_rate, recipe)
-    checkpoint = AtomicCheckpoint(
-        work_dir / "head.weights.h5", monitor="val_loss", save_best_only=True, save_weights_only=True
-    )
-    class_weight = fit_options["class_weight"]
-    val_weights = np.asarray(example_weights(features["y_val"], class_weight)) if class_weight else None
-    head.fit(
-        features["x_train"],
-        features["y_train"],
-        validation_data=(features["x_val"], features["y_val"], val_weights),
-        epochs=phase.epochs,
-        batch_size=fit_options["batch_size"],
-        callbacks=[*phase_callbacks(checkpoint, recipe.patience), *fit_options["callbacks"]],
-        class_weight=class_weight,
-        verbose=fit_options.get("verbose", 2),
-    )
-    return head
 
 
 def _readable(weights: Path, metadata: Path) -> bool:

@@ -187,7 +187,7 @@ def show_prediction(bundle: serving.Bundle, name: str, pixels, probabilities: di
             {
                 "class": list(probabilities),
                 "probability": [round(value, 4) for value in probabilities.values()],
-                "what it means": [serving.class_definitions().get(label, "") for label in probabilities],
+                "what it means": [bundle.class_definitions.get(label, "") for label in probabilities],
             }
         )
         st.bar_chart(

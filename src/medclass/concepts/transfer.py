@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from medclass import figures, models
-from medclass.recipe import Phase, Recipe, compile_for, set_trainable
+from medclass.recipe import Phase
 
 STRATEGIES = (
     "random features, frozen",
@@ -62,52 +62,60 @@ class Setup:
     seed: int = 0
 
 
-def train_strategy(strategy: str, setup: Setup, train_ds, val_ds) -> pd.DataFrame:
-    """Train one strategy; its per-epoch history with the seconds it took.
-
-    The phases, their trainable flags and the compilation (AdamW, cross-entropy) are the case
-    studies' own (:mod:`medclass.training`); only early stopping is left out, so that every
-    strategy trains for the same number of epochs."""
+def strategy_phases(strategy: str, setup: Setup) -> list[Phase]:
+    """The phases of ``strategy``: a fine-tuned one spends the first half of the epochs on the
+    head alone, then unfreezes the top blocks at a tenth of the learning rate."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy={strategy!r}; use one of {STRATEGIES}.")
+    if "fine-tuned" not in strategy:
+        return [Phase(strategy, setup.epochs, setup.learning_rate, 0)]
+    first = setup.epochs // 2
+    return [
+        Phase("frozen", first, setup.learning_rate, 0),
+        Phase("fine-tune", setup.epochs - first, setup.learning_rate / 10, setup.unfreeze_blocks),
+    ]
+
+
+def train_strategy(strategy: str, setup: Setup, train_ds, val_ds) -> pd.DataFrame:
+    """Train one strategy for ``setup.epochs``, without early stopping; its history."""
     keras.utils.set_random_seed(setup.seed)
     pretrained = strategy.startswith("ImageNet")
-    model, base = models.build_classifier(
-        setup.backbone, setup.weights if pretrained else None, setup.image_size, 2, alpha=setup.alpha
-    )
-    recipe = Recipe(learning_rate=setup.learning_rate)
-    if "fine-tuned" in strategy:
-        first = setup.epochs // 2
-        phases = [
-            Phase("frozen", first, setup.learning_rate, 0),
-            Phase("fine-tune", setup.epochs - first, setup.learning_rate / 10, setup.unfreeze_blocks),
-        ]
-    else:
-        phases = [Phase(strategy, setup.epochs, setup.learning_rate, 0)]
+    weights = setup.weights if pretrained else None
+    model, base = models.build_classifier(setup.backbone, weights, setup.image_size, 2, alpha=setup.alpha)
     started, history = time.perf_counter(), {}
-    if strategy == "random features, frozen":
+    if strategy == "random features, frozen":  # BatchNorm statistics of these images
         models.calibrate_batch_norm(model, base, train_ds)
-    for phase in phases:
+    for phase in strategy_phases(strategy, setup):
         if strategy == "from scratch":
             base.trainable = True  # every layer, BatchNormalization in training mode
             for norm in models.batch_norm_layers(base):
                 norm.momentum = SCRATCH_MOMENTUM
-        else:
-            set_trainable(base, phase)
+        elif phase.unfreeze_blocks:  # the top blocks, BatchNormalization kept frozen
+            models.unfreeze_top_blocks(base, phase.unfreeze_blocks)
+        else:  # the head alone
+            base.trainable = False
         if strategy.endswith("BatchNorm training") and phase.unfreeze_blocks:
-            for layer in models.batch_norm_layers(base):  # unfreeze_top_blocks keeps them frozen
-                layer.trainable = True
-        compile_for(model, 2, phase.learning_rate, recipe)
+            for norm in models.batch_norm_layers(base):
+                norm.trainable = True  # now it updates its statistics on our batches
+        model.compile(  # again after every change of trainable flags
+            optimizer=keras.optimizers.AdamW(phase.learning_rate, weight_decay=1e-4),
+            loss="binary_crossentropy",
+            metrics=[
+                keras.metrics.BinaryAccuracy(name="accuracy"),
+                keras.metrics.AUC(name="auc"),
+            ],
+            jit_compile=False,  # plain execution; Keras's "auto" would compile with XLA
+        )
         done = len(history.get("loss", []))
         fitted = model.fit(
             train_ds,
             validation_data=val_ds,
             initial_epoch=done,
             epochs=done + phase.epochs,
-            shuffle=False,
+            shuffle=False,  # tf.data shuffles the training images itself
             verbose=0,
-        ).history
-        history = {key: history.get(key, []) + fitted[key] for key in fitted}
+        )
+        history = {key: history.get(key, []) + fitted.history[key] for key in fitted.history}
     table = pd.DataFrame(history)
     table.insert(0, "epoch", range(1, len(table) + 1))
     table.insert(0, "strategy", strategy)
@@ -124,18 +132,20 @@ def pooled_feature_std(model: keras.Model, dataset) -> float:
     return float(np.std(pooled(images, training=False)))
 
 
-def compare(setup: Setup, train_ds, val_ds, strategies=STRATEGIES) -> tuple[pd.DataFrame, pd.DataFrame]:
+def compare(
+    setup: Setup, train_ds, val_ds, strategies=STRATEGIES, train=train_strategy
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train every strategy; return ``(summary, histories)``.
 
     The summary holds, per strategy, the last epoch's validation accuracy and ROC-AUC, the best
     validation accuracy, the training loss of the first and last epochs (a strategy can fit its
     training images while validation stays flat), the spread of its pooled features on a
     validation batch (:func:`pooled_feature_std`), and the training time; the histories every
-    epoch of every strategy.
+    epoch of every strategy. ``train`` is the chapter's :func:`train_strategy`.
     """
     histories, rows = [], []
     for strategy in strategies:
-        history = train_strategy(strategy, setup, train_ds, val_ds)
+        history = train(strategy, setup, train_ds, val_ds)
         histories.append(history)
         last = history.iloc[-1]
         rows.append(
