@@ -519,3 +519,26 @@ def test_the_app_requirements_pin_what_the_app_imports_at_the_book_versions():
         if f"'{module}'" in imported and module != "streamlit":
             assert distribution in pins, f"the app imports {module} but its requirements lack {distribution}"
     assert "streamlit" in pins
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("risk_classes", ["Tumor", "Tumor"]),  # counted twice, a score above 1
+        ("risk_classes", [["Tumor"]]),
+        ("class_definitions", ["Tumor: a tumour"]),
+        ("class_definitions", {"Tumor": 3}),
+    ],
+)
+def test_a_model_json_with_unusable_risk_classes_or_definitions_is_refused(field, value):
+    info = {"class_names": ["Healthy", "Tumor"], "image_size": [8, 8], field: value}
+    with pytest.raises(records.RecordError, match=field):
+        records.check_model_info(info)
+
+
+def test_recorded_risk_classes_decide_which_binary_order_is_backwards():
+    """A model whose model.json flags its first class is refused as the registry's Tumor-first
+    order is: its one output is the probability of the second class."""
+    info = {"class_names": ["lynx", "cat"], "image_size": [8, 8], "risk_classes": ["lynx"]}
+    with pytest.raises(records.RecordError, match="first"):
+        records.check_model_info(info)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -563,3 +564,17 @@ def test_the_logit_adjusted_loss_is_crossentropy_on_the_logits_plus_the_log_prio
         losses.LogitAdjustedCrossentropy([1.0, 0.0])
     restored = keras.losses.deserialize(keras.losses.serialize(losses.LogitAdjustedCrossentropy(prior)))
     assert restored.prior == prior
+
+
+def test_a_resumed_phase_keeps_the_best_epoch_it_logged_before_the_interruption(tmp_path):
+    """The checkpoint threshold of a resumed phase is the lowest validation loss so far,
+    the epochs the interrupted phase already logged included: a worse epoch after the resume
+    must not replace the best checkpoint."""
+    log = tmp_path / "history-0.csv"
+    log.write_text("epoch,loss,val_loss\n0,0.9,0.50\n1,0.7,0.30\n2,0.6,0.40\n")
+    run = SimpleNamespace(state={"best_val_loss": None})
+    assert training.Run._best_so_far(run, log) == pytest.approx(0.30)
+    run.state["best_val_loss"] = 0.25  # an earlier phase did better
+    assert training.Run._best_so_far(run, log) == pytest.approx(0.25)
+    fresh = SimpleNamespace(state={"best_val_loss": None})
+    assert training.Run._best_so_far(fresh, tmp_path / "none.csv") is None

@@ -95,9 +95,10 @@ def seed_models(dataset: str, run_dir, settings: dict, seeds) -> dict[int, tuple
     """The recipe's models trained again with each of ``seeds``, for the seed study: seed N's
     model lives in ``run_dir / "seeds" / "seed_N"``, trained on the split of ``run_dir`` (its
     manifest and sidecar are copied there). A seed with no model there, with one trained on
-    another split, or with one older than ``run_dir``'s own model (trained for an earlier run,
-    whose recipe ``model.json`` does not record) is trained as the training chapter trains it;
-    the old model stays until the new one is saved. Returns ``{seed: (model, model.json)}``."""
+    another split, or with one older than ``run_dir``'s own model (trained for an earlier run;
+    sidecars written before model.json recorded the recipe cannot say which) is trained as the
+    training chapter trains it; the old model stays until the new one is saved. Returns
+    ``{seed: (model, model.json)}``."""
     manifest = Path(run_dir) / "manifest.csv"
     models_by_seed = {}
     for seed in seeds:
@@ -143,10 +144,11 @@ def model_metadata(
     classes with what each means and which count towards the app's risk score, the model's
     input, the recipe, and the split (the manifest's SHA-256)."""
     info = data.dataset_info(case.dataset)
+    words = info.class_definitions
     metadata = {
         "dataset": case.dataset,
         "class_names": list(class_names),
-        "class_definitions": {name: info.class_definitions.get(name, "") for name in class_names},
+        "class_definitions": {name: words[name] for name in class_names if name in words},
         "risk_classes": [name for name in class_names if name in info.risk_classes],
         "image_size": list(size),
         "threshold": case.threshold,

@@ -102,18 +102,33 @@ def check_model_info(info: dict, where: str | Path = "model.json") -> dict:
         raise RecordError(
             f"{where}: image_size must be two whole numbers from 1 to {MAX_IMAGE_SIDE}, not {size!r}. {rerun}"
         )
-    _check_risk_order(names, where, rerun)
-    risky = info.get("risk_classes", [])
-    if not isinstance(risky, list) or not set(risky) <= set(names):
-        raise RecordError(f"{where}: risk_classes {risky!r} must be a list of class_names {names}. {rerun}")
+    _check_recorded_words(info, names, where, rerun)
+    _check_risk_order(names, where, rerun, info.get("risk_classes"))
     return info
 
 
-def _check_risk_order(names: list[str], where, rerun: str) -> None:
+def _check_recorded_words(info: dict, names: list[str], where, rerun: str) -> None:
+    """``risk_classes``: distinct class names (each counted once in the risk score);
+    ``class_definitions``: words for class names."""
+    risky = info.get("risk_classes", [])
+    if (
+        not isinstance(risky, list)
+        or not all(isinstance(name, str) and name in names for name in risky)
+        or len(set(risky)) != len(risky)
+    ):
+        raise RecordError(f"{where}: risk_classes {risky!r} must be distinct class_names {names}. {rerun}")
+    words = info.get("class_definitions", {})
+    if not isinstance(words, dict) or not all(
+        isinstance(key, str) and isinstance(text, str) for key, text in words.items()
+    ):
+        raise RecordError(f"{where}: class_definitions must map class names to text, not {words!r}. {rerun}")
+
+
+def _check_risk_order(names: list[str], where, rerun: str, risky: list[str] | None = None) -> None:
     """A binary model's one output is the probability of its second class, and the book puts the
     finding second (Healthy, Tumor). Names that put a finding first and a non-finding second
     (``["Tumor", "Normal"]``) would show every tumour in the colours of its opposite."""
-    risky = datasets.risk_classes()
+    risky = datasets.risk_classes() if risky is None else set(risky)  # None: the registry's
     if len(names) == 2 and names[0] in risky and names[1] not in risky:
         raise RecordError(
             f"{where}: class_names {names} put the finding {names[0]!r} first; the model's one output is "

@@ -4,9 +4,10 @@ First used in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb);
 unfreezing, the focal loss and MLflow tracking in "Skin lesions: training".
 
 :class:`Run` fits a recipe's phases in turn and exports the model; :func:`train_two_phase` is
-that loop as one call. The recipe and what a phase sets on the model are in
-:mod:`medclass.recipe`, the losses and class weights in :mod:`medclass.losses`, the callbacks in
-:mod:`medclass.callbacks`.
+that loop as one call. One phase's compile and fit is :func:`medclass.fitting.fit_phase` (the
+chapter's cell); the recipe and what a phase sets on the model are in :mod:`medclass.recipe`,
+the losses and class weights in :mod:`medclass.losses`, the schedule and the whole-or-nothing
+checkpoint in :mod:`medclass.callbacks`.
 
 A run survives interruption: each phase's epochs are backed up (``BackupAndRestore``) in
 ``<run_dir>/work``, finished phases are recorded there, and a new :class:`Run` with the same
@@ -89,8 +90,10 @@ def _cached_features(model, work_dir: Path, plain_train_ds, val_ds) -> dict[str,
 
 
 def _fingerprint(model: keras.Model, num_classes: int, recipe: Recipe, metadata: dict) -> str:
-    """What must match for an interrupted run to be resumed rather than restarted."""
-    described = {"recipe": asdict(recipe), "metadata": metadata, "classes": num_classes}
+    """What must match for an interrupted run to be resumed rather than restarted (not the
+    class definitions: words for the app, which a reinstalled medclass may have reworded)."""
+    recorded = {key: value for key, value in metadata.items() if key != "class_definitions"}
+    described = {"recipe": asdict(recipe), "metadata": recorded, "classes": num_classes}
     described["model"] = [model.name, model.count_params()]
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -245,6 +248,7 @@ class Run:
             compiled = {"recipe": self.recipe, "loss": loss, "metrics": metrics, "callbacks": extra}
             backup = self.work_dir / f"backup-{index}"
             _usable_backup(backup)
+            compiled["best_so_far"] = self._best_so_far(log_path)
             if phase.name == "frozen" and self.recipe.cache_features:
                 self._fit_cached(fit, phase, val_ds, backup, compiled)
             else:
@@ -262,6 +266,15 @@ class Run:
         _save_state(self.state_path, self.state)
         return history
 
+    def _best_so_far(self, log_path: Path) -> float | None:
+        """The lowest validation loss of the finished phases and of the epochs this phase logged
+        before an interruption: a resumed phase's checkpoint must not replace a better epoch."""
+        losses = [self.state["best_val_loss"]]
+        if log_path.exists():
+            losses.append(float(pd.read_csv(log_path)["val_loss"].min()))
+        losses = [loss for loss in losses if loss is not None and np.isfinite(loss)]
+        return min(losses) if losses else None
+
     def _fit(self, fit, phase: Phase, train_ds, val_ds, backup: Path, compiled: dict) -> None:
         schedule = None
         if phase.unfreeze_blocks and self.recipe.finetune_schedule == "cosine":
@@ -274,7 +287,6 @@ class Run:
             best_path=self.best_weights,
             backup_dir=backup,
             first_epoch=self.epoch,
-            best_so_far=self.state["best_val_loss"],
             schedule=schedule,
             class_weight=self.class_weight,
             shuffle=False,  # tf.data shuffles the training images itself

@@ -109,7 +109,7 @@ def show_model(bundle: serving.Bundle) -> None:
 
 def show_risk(risk: serving.Risk) -> None:
     if risk.level is None:
-        st.info("This model's classes have no risk colour (none of Tumor, mel, bcc, akiec).")
+        st.info("This model's model.json names no class that counts towards a risk colour.")
         return
     names = " + ".join(f"P({name})" for name in risk.classes)
     st.markdown(
