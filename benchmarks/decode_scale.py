@@ -22,6 +22,7 @@ Writes benchmarks/results/decode_scale.csv.
 from __future__ import annotations
 
 import argparse
+import functools
 import tempfile
 import time
 from pathlib import Path
@@ -37,7 +38,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "decode_scale.csv"
 KAGGLE_SIZE = (600, 450)
 # The marker colab_time finds in a cell's source -> what that cell runs on every image.
 FUNCTIONS = {
-    "perceptual_hashes": lambda paths: audit.perceptual_hashes(paths),
+    "perceptual_hashes": audit.perceptual_hashes,
     "file_properties": lambda paths: shortcuts.file_properties(pd.DataFrame({"path": paths})),
 }
 
@@ -95,8 +96,10 @@ def measure(data_dir: Path, images: int, repeats: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@functools.cache
 def extra_seconds(path: Path = RESULTS) -> dict[str, float]:
-    """The seconds each image adds to each marker's work at Kaggle's size, as colab_time reads them."""
+    """The seconds each image adds to each marker's work at Kaggle's size, as colab_time reads
+    them (read once a process: the estimate asks for every cell)."""
     if not path.is_file():
         raise SystemExit(f"{path} is missing: run python -m benchmarks.decode_scale first.")
     return dict(pd.read_csv(path).set_index("marker")["extra_s_per_image"])
