@@ -25,7 +25,6 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from medclass import hardware, models, training  # noqa: E402
-from medclass.recipe import compile_for  # noqa: E402
 
 
 def images_per_second(
@@ -77,8 +76,9 @@ def main() -> None:
                     jit = accelerator.jit_compile if xla == "auto" else xla == "on"
                     model, base = models.build_classifier(backbone, None, size, 2, alpha=args.alpha)
                     base.trainable = True
-                    recipe = training.Recipe(jit_compile=jit)
-                    compile_for(model, 2, 1e-4, recipe)
+                    loss, metrics = training.Recipe().loss_and_metrics(2)
+                    optimizer = keras.optimizers.AdamW(1e-4)
+                    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=jit)
                     speed = images_per_second(model, images, labels, args.batch_size, args.epochs)
                     row = {
                         "backbone": backbone,

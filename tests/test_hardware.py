@@ -100,13 +100,14 @@ def test_the_same_model_code_trains_on_the_jax_backend(tmp_path):
         accelerator = hardware.configure()
         model, base = models.build_classifier("efficientnet_b0", None, (48, 48), 7)
         recipe = training.Recipe(loss="focal")
-        training.compile_for(model, 7, 1e-3, recipe)
+        loss, metrics = recipe.loss_and_metrics(7)
+        model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=loss, metrics=metrics)
         rng = np.random.default_rng(0)
         images = rng.uniform(0, 255, (16, 60, 60, 3)).astype("float32")
         labels = np.eye(7)[rng.integers(0, 7, 16)].astype("float32")
         model.fit(images, labels, epochs=1, batch_size=8, verbose=0)
         models.unfreeze_top_blocks(base, 2)
-        training.compile_for(model, 7, 1e-4, recipe)
+        model.compile(optimizer=keras.optimizers.AdamW(1e-4), loss=loss, metrics=metrics)
         model.fit(images, labels, epochs=1, batch_size=8, verbose=0)
         path = Path(sys.argv[1]) / "model.keras"
         model.save(path)
@@ -164,7 +165,8 @@ def test_the_model_compiles_under_xla(backbone):
     from medclass import training
 
     model, _ = models.build_classifier(backbone, None, (48, 48), 3, alpha=0.35)
-    training.compile_for(model, 3, 1e-3, training.Recipe(jit_compile=True))
+    loss, metrics = training.Recipe().loss_and_metrics(3)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=loss, metrics=metrics, jit_compile=True)
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (8, 60, 60, 3)).astype("float32")
     history = model.fit(images, np.eye(3)[rng.integers(0, 3, 8)], batch_size=4, epochs=1, verbose=0)

@@ -1,6 +1,6 @@
 """The knobs of a two-phase run (:class:`Recipe`), its phases, and what a phase sets on the
 model: which backbone blocks train (:func:`set_trainable`) and what it is compiled with
-(:meth:`Recipe.loss_and_metrics`, :func:`compile_for`).
+(:meth:`Recipe.loss_and_metrics`; :func:`medclass.fitting.fit_phase` compiles).
 
 First used in chapter "Brain MRI: training" (notebooks/brain_02_training.ipynb); progressive
 unfreezing in "Skin lesions: training".
@@ -118,17 +118,6 @@ def strategy_scope(model: keras.Model):
     """The ``tf.distribute`` scope ``model`` was built in (a no-op on other backends)."""
     strategy = getattr(model, "distribute_strategy", None)
     return strategy.scope() if strategy is not None else contextlib.nullcontext()
-
-
-def compile_for(model: keras.Model, num_classes: int, learning_rate: float, recipe: Recipe) -> None:
-    """AdamW at ``learning_rate`` with the recipe's loss and metrics (:meth:`Recipe.loss_and_metrics`).
-
-    The optimizer is made in the model's distribution scope, as ``tf.distribute`` requires.
-    """
-    with strategy_scope(model):
-        loss, metrics = recipe.loss_and_metrics(num_classes)
-        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=recipe.weight_decay)
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=recipe.jit_compile)
 
 
 def set_trainable(backbone: keras.Model, phase: Phase) -> None:

@@ -270,7 +270,8 @@ class Run:
         """The lowest validation loss of the finished phases and of the epochs this phase logged
         before an interruption: a resumed phase's checkpoint must not replace a better epoch."""
         losses = [self.state["best_val_loss"]]
-        if log_path.exists():
+        # A run killed before its first epoch ended leaves the log empty.
+        if log_path.exists() and log_path.stat().st_size > 0:
             losses.append(float(pd.read_csv(log_path)["val_loss"].min()))
         losses = [loss for loss in losses if loss is not None and np.isfinite(loss)]
         return min(losses) if losses else None
