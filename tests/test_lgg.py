@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from medclass import images, report, shortcuts, splits, within_source
+from medclass import datasets, images, report, shortcuts, splits, within_source
 from medclass.datasets import lgg
 
 REAL_LGG = Path(__file__).resolve().parents[2] / "shared" / "data" / "lgg"
@@ -85,6 +85,15 @@ def test_the_kagglehub_layout_one_folder_down_is_found(tmp_path):
     small_set(tmp_path / "lgg-mri-segmentation")
     assert lgg.holds_lgg(tmp_path)
     assert len(lgg.load(tmp_path)) == 20
+
+
+def test_the_report_reads_an_lgg_folder_by_its_loader_and_refuses_other_classes(tmp_path):
+    root = small_set(tmp_path / "lgg")
+    assert datasets.laid_out_as(root) is lgg.DATASET
+    assert datasets.laid_out_as(tmp_path / "elsewhere") is None
+    assert len(report.read_external(root, ["Healthy", "Tumor"], {})) == 20
+    with pytest.raises(ValueError, match="holds lgg .*the model's classes are \\['akiec'"):
+        report.read_external(root, ["akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"], {})
 
 
 def test_the_split_keeps_each_patient_and_every_sequence_on_one_side(tmp_path):

@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 
 from medclass import datasets, folders, records
-from medclass.datasets import lgg
 from medclass.intervals import clustered_wilson
 from medclass.splits import EXTERNAL_SPLITS
 
@@ -307,15 +306,16 @@ def what_was_read(frame: pd.DataFrame) -> str:
 
 
 def read_external(data_dir, class_names, mapping) -> pd.DataFrame:
-    """The LGG set by its own loader (one row per slice and sequence, patients as groups), any
-    other folder by :func:`load_folder`."""
-    if lgg.holds_lgg(Path(data_dir)):
-        if list(class_names) != list(lgg.DATASET.class_names):
+    """A dataset laid out in its own way (LGG: one row per slice and sequence, patients as
+    groups) by its own loader, any other folder by :func:`load_folder`."""
+    dataset = datasets.laid_out_as(Path(data_dir))
+    if dataset is not None:
+        if list(class_names) != list(dataset.class_names):
             raise ValueError(
-                f"{data_dir} holds the LGG set (Healthy and Tumor slices); the model's classes are "
-                f"{class_names}."
+                f"{data_dir} holds {dataset.name} ({', '.join(dataset.class_names)} images); the "
+                f"model's classes are {list(class_names)}."
             )
-        frame = lgg.load(Path(data_dir))
+        frame = dataset.read(Path(data_dir))
         frame.attrs["ignored_folders"], frame.attrs["empty_classes"] = [], []
         return frame
     return load_folder(data_dir, class_names, mapping)

@@ -24,7 +24,6 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import h5py
 import keras
 import numpy as np
 import pandas as pd
@@ -89,11 +88,19 @@ def _cached_features(model, work_dir: Path, plain_train_ds, val_ds) -> dict[str,
         return dict(arrays)
 
 
+# Words in model.json for the app, not settings of the run: a reinstalled medclass may have
+# reworded them, so they neither stop a run from resuming nor go to MLflow as parameters.
+APP_WORDS = ("class_definitions",)
+
+
+def _settings(metadata: dict) -> dict:
+    """``metadata`` without :data:`APP_WORDS`."""
+    return {key: value for key, value in metadata.items() if key not in APP_WORDS}
+
+
 def _fingerprint(model: keras.Model, num_classes: int, recipe: Recipe, metadata: dict) -> str:
-    """What must match for an interrupted run to be resumed rather than restarted (not the
-    class definitions: words for the app, which a reinstalled medclass may have reworded)."""
-    recorded = {key: value for key, value in metadata.items() if key != "class_definitions"}
-    described = {"recipe": asdict(recipe), "metadata": recorded, "classes": num_classes}
+    """What must match for an interrupted run to be resumed rather than restarted."""
+    described = {"recipe": asdict(recipe), "metadata": _settings(metadata), "classes": num_classes}
     described["model"] = [model.name, model.count_params()]
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -207,9 +214,8 @@ class Run:
             if state["mlflow_run_id"] is not None:
                 self.tracker.client.update_run(self.tracker.run_id, status="RUNNING")  # resumed
             else:
-                # The recipe is logged flat; the class definitions are the app's, not a setting.
-                skipped = ("recipe", "class_definitions")
-                described = {key: value for key, value in self.metadata.items() if key not in skipped}
+                # The recipe is logged flat.
+                described = {key: value for key, value in _settings(self.metadata).items() if key != "recipe"}
                 self.tracker.log_params({**asdict(self.recipe), **described, "num_classes": self.num_classes})
                 self.tracker.set_tags({"dataset": self.run_dir.name, "data": self.metadata.get("data", "")})
             state["mlflow_run_id"] = self.tracker.run_id
@@ -243,16 +249,21 @@ class Run:
         if self.tracker is not None:
             extra.append(self.tracker.callback())
         try:
-            with strategy_scope(self.model):
-                loss, metrics = self.recipe.loss_and_metrics(self.num_classes)
-            compiled = {"recipe": self.recipe, "loss": loss, "metrics": metrics, "callbacks": extra}
             backup = self.work_dir / f"backup-{index}"
             _usable_backup(backup)
-            compiled["best_so_far"] = self._best_so_far(log_path)
+            with strategy_scope(self.model):
+                loss, metrics = self.recipe.loss_and_metrics(self.num_classes)
+            shared = {  # what both ways of fitting pass to `fit`
+                "recipe": self.recipe,
+                "loss": loss,
+                "metrics": metrics,
+                "callbacks": extra,
+                "best_so_far": self._best_so_far(log_path),
+            }
             if phase.name == "frozen" and self.recipe.cache_features:
-                self._fit_cached(fit, phase, val_ds, backup, compiled)
+                self._fit_cached(fit, phase, val_ds, backup, shared)
             else:
-                self._fit(fit, phase, train_ds, val_ds, backup, compiled)
+                self._fit(fit, phase, train_ds, val_ds, backup, shared)
             if self.best_weights.exists():
                 load_weights(self.model, self.best_weights)
             history = _read_history(log_path, phase.name)
@@ -276,7 +287,7 @@ class Run:
         losses = [loss for loss in losses if loss is not None and np.isfinite(loss)]
         return min(losses) if losses else None
 
-    def _fit(self, fit, phase: Phase, train_ds, val_ds, backup: Path, compiled: dict) -> None:
+    def _fit(self, fit, phase: Phase, train_ds, val_ds, backup: Path, shared: dict) -> None:
         schedule = None
         if phase.unfreeze_blocks and self.recipe.finetune_schedule == "cosine":
             schedule = WarmupCosine(phase.learning_rate, self.epoch, phase.epochs)
@@ -292,10 +303,10 @@ class Run:
             class_weight=self.class_weight,
             shuffle=False,  # tf.data shuffles the training images itself
             verbose=self.verbose,
-            **compiled,
+            **shared,
         )
 
-    def _fit_cached(self, fit, phase: Phase, val_ds, backup: Path, compiled: dict) -> None:
+    def _fit_cached(self, fit, phase: Phase, val_ds, backup: Path, shared: dict) -> None:
         """Phase 1 on cached features: the backbone runs once per image instead of once per
         epoch, and ``fit`` trains the head (which shares its layers with the model) on them."""
         features = _cached_features(self.model, self.work_dir, self.plain_train_ds, val_ds)
@@ -315,7 +326,7 @@ class Run:
             class_weight=class_weight,
             batch_size=self.batch_size,
             verbose=self.verbose,
-            **compiled,
+            **shared,
         )
         load_weights(head, head_weights)
         save_weights_atomically(self.model, self.best_weights)
@@ -433,13 +444,12 @@ def train_two_phase(
 
 
 def _readable(weights: Path, metadata: Path) -> bool:
+    """Whether a backup's weights and its epoch record can both be read."""
     try:
-        with h5py.File(weights, "r"):
-            pass
         json.loads(metadata.read_text())
     except (OSError, ValueError):
         return False
-    return True
+    return readable_weights(weights)
 
 
 def _usable_backup(backup: Path) -> None:

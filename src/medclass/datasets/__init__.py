@@ -13,6 +13,8 @@ notes ask this registry; adding a dataset is a new module here and one line in `
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from medclass.datasets import br35h, brain_mri, ham10000, lgg, ph2
 from medclass.datasets.dataset import Dataset
 
@@ -35,6 +37,14 @@ def get(name: str) -> Dataset:
     if name not in known:
         raise ValueError(f"Unknown dataset {name!r}; choose one of {sorted(known)}.")
     return known[name]
+
+
+def laid_out_as(root: Path) -> Dataset | None:
+    """The dataset whose own layout (not class folders) the folder at ``root`` has, if any."""
+    for dataset in registry().values():
+        if dataset.recognise is not None and dataset.recognise(Path(root)):
+            return dataset
+    return None
 
 
 def risk_classes() -> set[str]:

@@ -24,6 +24,9 @@ class Dataset:
     # A resolved dataset folder -> one row per usable image; None: class folders named as in
     # ``folder_labels`` (medclass.folders.load_class_folders).
     load: Callable[[Path], pd.DataFrame] | None = None
+    # Whether a folder is laid out as this dataset's own loader reads it (not class folders):
+    # the report then reads an external folder by that loader. None: class folders only.
+    recognise: Callable[[Path], bool] | None = None
     kaggle_slug: str | None = None  # None: not on Kaggle; ``source_url`` says where it is
     source_url: str = ""
     risk_classes: tuple[str, ...] = ()  # classes (or source classes) a risk score adds up

@@ -213,6 +213,7 @@ DATASET = Dataset(
     class_names=("Healthy", "Tumor"),
     write_synthetic=write_synthetic,
     load=load,
+    recognise=holds_lgg,
     kaggle_slug="mateuszbuda/lgg-mri-segmentation",
     source_url="https://www.kaggle.com/datasets/mateuszbuda/lgg-mri-segmentation",
     risk_classes=("Tumor",),
