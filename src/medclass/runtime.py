@@ -12,12 +12,37 @@ import platform
 from pathlib import Path
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and the Keras backend so that a run can be repeated."""
+def seed_everything(seed: int, repeatable_ops: bool = True) -> None:
+    """Seed Python, NumPy and the Keras backend so that a run can be repeated, and, with
+    ``repeatable_ops``, make TensorFlow's ops deterministic where that is safe
+    (:func:`make_ops_repeatable`)."""
     import keras
 
     os.environ["PYTHONHASHSEED"] = str(seed)
     keras.utils.set_random_seed(seed)
+    if repeatable_ops:
+        make_ops_repeatable()
+
+
+def make_ops_repeatable() -> bool:
+    """Turn TensorFlow's op determinism on when every device is a CPU; return whether it is on.
+
+    Seeds alone do not repeat a fine-tuning run on a multi-threaded CPU: TensorFlow's default
+    kernels may add in another order each run, and ``benchmarks/repeatability.py`` measured two
+    runs from one seed that parted at their first fine-tuning epoch. On a GPU or TPU it stays
+    off: some of TensorFlow's kernels there have no deterministic version and would raise in
+    the middle of training. JAX and PyTorch are left as they are.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    if any(device.device_type != "CPU" for device in tf.config.list_physical_devices()):
+        return False
+    tf.config.experimental.enable_op_determinism()
+    return True
 
 
 def library_versions(names=("medclass", "keras", "tensorflow", "numpy", "pandas", "scikit-learn")) -> dict:
