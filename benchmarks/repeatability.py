@@ -85,6 +85,13 @@ def one_run(args) -> dict:
     run_dir = Path(args.run_dir)
     settings = settings_for(args, run_dir)
     runtime.seed_everything(settings["seed"], repeatable_ops=MODES[args.child])
+    from tensorflow.python.framework import config
+
+    if config.is_op_determinism_enabled() != MODES[args.child]:
+        raise SystemExit(
+            f"Op determinism is {'off' if MODES[args.child] else 'on'} in the {args.child} run: "
+            "runtime.make_ops_repeatable leaves it off on a GPU or TPU, so there is nothing to compare."
+        )
     started = time.perf_counter()
     result = prerequisites.train("brain_mri", run_dir, settings, verbose=0)
     seconds = time.perf_counter() - started
@@ -93,6 +100,7 @@ def one_run(args) -> dict:
         digest.update(weights.tobytes())
     return {
         "ops": args.child,
+        "op_determinism": config.is_op_determinism_enabled(),
         "weights": digest.hexdigest()[:12],
         "val_loss": " ".join(f"{loss:.6f}" for loss in result.history["val_loss"]),
         "seconds": round(seconds, 1),
@@ -155,10 +163,11 @@ def describe(table: pd.DataFrame) -> str:
     if list(table["ops"].unique()) != list(MODES):
         command += " --modes " + " ".join(table["ops"].unique())
     header = (
-        f"The brain recipe of the `cpu` profile on the {first.data} data, with the data chapter's cap "
-        f"of {first.max_images} Brain Tumor MRI images (Br35H's and LGG's parts cut in proportion): "
-        f"{first.images} images in all, at {first.image_size} px; {first.epochs_frozen} frozen and "
-        f"{first.epochs_finetune} fine-tuning epochs. Measured by `{command}` on {first.machine}."
+        f"The brain recipe of the `cpu` profile on the {first.data} data, cut by the data chapter's "
+        f"`max_images` to {first.max_images} Brain Tumor MRI images, with Br35H's and LGG's parts cut "
+        f"with it: {first.images} images in all (slices and sequences), at {first.image_size} px; "
+        f"{first.epochs_frozen} frozen and {first.epochs_finetune} fine-tuning epochs. Measured by "
+        f"`{command}` on {first.machine}."
     )
     lines = []
     for mode, group in table.groupby("ops", sort=False):

@@ -159,15 +159,25 @@ def test_the_throughput_benchmark_runs_and_writes_its_table(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["mobilenet_v2", "efficientnet_b0"])
-def test_the_model_compiles_under_xla(backbone):
+def test_the_model_compiles_under_xla(backbone, tmp_path):
     """On a GPU the training step is XLA-compiled; every layer of the model must support it
-    (an antialiased Resizing layer, for one, does not). Checked here on the CPU."""
-    from medclass import training
+    (an antialiased Resizing layer, for one, does not). Checked here on the CPU, in a fresh
+    process: Keras quietly drops ``jit_compile=True`` in one where op determinism is on
+    (``runtime.make_ops_repeatable``), and a test before this one may have turned it on."""
+    output = run_python(
+        f"""
+        import keras
+        import numpy as np
+        from medclass import models, training
 
-    model, _ = models.build_classifier(backbone, None, (48, 48), 3, alpha=0.35)
-    loss, metrics = training.Recipe().loss_and_metrics(3)
-    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=loss, metrics=metrics, jit_compile=True)
-    rng = np.random.default_rng(0)
-    images = rng.uniform(0, 255, (8, 60, 60, 3)).astype("float32")
-    history = model.fit(images, np.eye(3)[rng.integers(0, 3, 8)], batch_size=4, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
+        model, _ = models.build_classifier({backbone!r}, None, (48, 48), 3, alpha=0.35)
+        loss, metrics = training.Recipe().loss_and_metrics(3)
+        model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=loss, metrics=metrics, jit_compile=True)
+        rng = np.random.default_rng(0)
+        images = rng.uniform(0, 255, (8, 60, 60, 3)).astype("float32")
+        history = model.fit(images, np.eye(3)[rng.integers(0, 3, 8)], batch_size=4, epochs=1, verbose=0)
+        print("jit", model.jit_compile, "finite", bool(np.isfinite(history.history["loss"][0])))
+        """,
+        tmp_path,
+    )
+    assert "jit True finite True" in output

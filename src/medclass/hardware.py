@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import keras
 
+from medclass.runtime import tpu_named_in_environment
+
 
 @dataclass
 class Accelerator:
@@ -75,19 +77,13 @@ def choose_strategy(devices: list[str] | None = None):
         return tf.distribute.MirroredStrategy(devices), devices[0].split(":")[-2].lower(), len(devices)
     gpus = tf.config.list_logical_devices("GPU")
     if not gpus:
-        tpu = _tpu_strategy() if _looks_like_colab_tpu() else None
+        tpu = _tpu_strategy() if tpu_named_in_environment() else None
         if tpu is not None:
             return tpu, "tpu", tpu.num_replicas_in_sync
         return tf.distribute.get_strategy(), "cpu", 1
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy([gpu.name for gpu in gpus]), "gpu", len(gpus)
     return tf.distribute.get_strategy(), "gpu", 1
-
-
-def _looks_like_colab_tpu() -> bool:
-    import os
-
-    return bool(os.environ.get("COLAB_TPU_ADDR") or os.environ.get("TPU_NAME"))
 
 
 def configure(mixed_precision: bool | None = None, devices: list[str] | None = None) -> Accelerator:

@@ -24,18 +24,24 @@ def seed_everything(seed: int, repeatable_ops: bool = True) -> None:
         make_ops_repeatable()
 
 
+def tpu_named_in_environment() -> bool:
+    """Whether the environment names a TPU (Colab's, which TensorFlow lists no device for)."""
+    return bool(os.environ.get("COLAB_TPU_ADDR") or os.environ.get("TPU_NAME"))
+
+
 def make_ops_repeatable() -> bool:
     """Turn TensorFlow's op determinism on when every device is a CPU; return whether it is on.
 
     Seeds alone do not repeat a fine-tuning run on a multi-threaded CPU: TensorFlow's default
-    kernels may add in another order each run, and ``benchmarks/repeatability.py`` measured two
-    runs from one seed that parted at their first fine-tuning epoch. On a GPU or TPU it stays
-    off: some of TensorFlow's kernels there have no deterministic version and would raise in
-    the middle of training. JAX and PyTorch are left as they are.
+    kernels may add in another order each run, and ``benchmarks/repeatability.py`` measured
+    three runs from one seed that parted during fine-tuning. On a GPU or TPU it stays off: some
+    of TensorFlow's kernels there have no deterministic version and would raise in the middle
+    of training. JAX and PyTorch are left as they are. Keras does not XLA-compile a model while
+    it is on (``jit_compile=True`` falls back to False), which on a CPU is Keras's default.
     """
     import keras
 
-    if keras.backend.backend() != "tensorflow":
+    if keras.backend.backend() != "tensorflow" or tpu_named_in_environment():
         return False
     import tensorflow as tf
 
