@@ -26,19 +26,22 @@ def test_seeding_turns_op_determinism_on_on_a_cpu_and_can_leave_it_off(tmp_path)
         print("off:", config.is_op_determinism_enabled())
         runtime.seed_everything(1)
         print("on:", config.is_op_determinism_enabled())
+        import keras_cv  # an augmentation layer made without a seed draws from the global generator
+
+        keras_cv.layers.RandomColorDegeneration(0.5)
+        print("unseeded layer made")
         """,
         tmp_path,
     )
     if "accelerated: True" in output:
         pytest.skip("this machine has a GPU or TPU, where op determinism is left off")
-    assert "off: False" in output and "on: True" in output
+    assert "off: False" in output and "on: True" in output and "unseeded layer made" in output
 
 
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_op_determinism_is_left_off_on_another_backend(tmp_path):
-    output = run_python(
-        "from medclass import runtime\nprint('on:', runtime.make_ops_repeatable())\n", tmp_path, backend="jax"
-    )
+    code = "from medclass import runtime\nprint('on:', runtime.make_ops_repeatable(1))\n"
+    output = run_python(code, tmp_path, backend="jax")
     assert "on: False" in output
 
 

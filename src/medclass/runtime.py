@@ -21,7 +21,7 @@ def seed_everything(seed: int, repeatable_ops: bool = True) -> None:
     os.environ["PYTHONHASHSEED"] = str(seed)
     keras.utils.set_random_seed(seed)
     if repeatable_ops:
-        make_ops_repeatable()
+        make_ops_repeatable(seed)
 
 
 def tpu_named_in_environment() -> bool:
@@ -29,8 +29,9 @@ def tpu_named_in_environment() -> bool:
     return bool(os.environ.get("COLAB_TPU_ADDR") or os.environ.get("TPU_NAME"))
 
 
-def make_ops_repeatable() -> bool:
-    """Turn TensorFlow's op determinism on when every device is a CPU; return whether it is on.
+def make_ops_repeatable(seed: int) -> bool:
+    """Turn TensorFlow's op determinism on when every device is a CPU, with TensorFlow's global
+    random generator seeded by ``seed``; return whether it is on.
 
     Seeds alone do not repeat a fine-tuning run on a multi-threaded CPU: TensorFlow's default
     kernels may add in another order each run, and ``benchmarks/repeatability.py`` measured
@@ -38,6 +39,8 @@ def make_ops_repeatable() -> bool:
     of TensorFlow's kernels there have no deterministic version and would raise in the middle
     of training. JAX and PyTorch are left as they are. Keras does not XLA-compile a model while
     it is on (``jit_compile=True`` falls back to False), which on a CPU is Keras's default.
+    The global generator must be set first: keras-cv's augmentation layers made without a seed
+    draw from it, and TensorFlow refuses to make one when determinism is on.
     """
     import keras
 
@@ -47,6 +50,7 @@ def make_ops_repeatable() -> bool:
 
     if any(device.device_type != "CPU" for device in tf.config.list_physical_devices()):
         return False
+    tf.random.set_global_generator(tf.random.Generator.from_seed(seed))
     tf.config.experimental.enable_op_determinism()
     return True
 
